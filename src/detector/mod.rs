@@ -1,0 +1,201 @@
+//! The detector interface and its implementations.
+//!
+//! A detector is a burn [`Module`] that maps a batch of preprocessed images to
+//! head outputs, scores them against [`TrainingTarget`]s (positives *and*
+//! negative regions), and turns them into per-location predictions that the
+//! CPU decodes into scored candidates (below the display threshold too, as
+//! METHOD.md section 1 needs) and, after NMS, into the boxes shown.
+//!
+//! What differs between detectors is stated in [`DetectorSpec`]: input size,
+//! strides, class names and preprocessing.
+
+pub mod assign;
+pub mod fcos;
+pub mod loss;
+
+use burn::module::{Module, ParamId};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::{BBox, Detection, nms, sort_by_score};
+use crate::image::Image;
+use crate::verdict::TrainingTarget;
+
+/// How an image becomes the network's input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Per-channel mean subtracted from RGB values in `[0, 1]`.
+    pub mean: [f32; 3],
+    /// Per-channel divisor applied after the mean.
+    pub std: [f32; 3],
+}
+
+/// What a detector is, as far as its users need to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSpec {
+    /// Architecture name, e.g. `fcos-small`.
+    pub architecture: String,
+    /// Input width and height in pixels; images are stretched to it.
+    pub input_size: [usize; 2],
+    /// Strides of the output feature levels, finest first.
+    pub strides: Vec<usize>,
+    /// Class names, indexed by class.
+    pub class_names: Vec<String>,
+    /// How pixels are normalised.
+    pub preprocessing: Preprocessing,
+}
+
+impl DetectorSpec {
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+}
+
+/// The loss on one batch, as a differentiable total plus its parts.
+#[derive(Clone, Debug)]
+pub struct DetectionLoss {
+    /// The scalar to differentiate.
+    pub total: Tensor<1>,
+    /// Classification part.
+    pub classification: Tensor<1>,
+    /// Box regression part.
+    pub regression: Tensor<1>,
+}
+
+/// A trainable single-stage detector.
+pub trait Detector: Module + Sized {
+    /// Raw head outputs of a forward pass.
+    type Output: Clone;
+
+    /// What this detector is.
+    fn spec(&self) -> &DetectorSpec;
+
+    /// Head outputs for preprocessed images `[batch, 3, height, width]`.
+    fn forward(&self, images: Tensor<4>) -> Self::Output;
+
+    /// The detection loss of `output` against one target per image, boxes in
+    /// input pixels. Locations assigned to a target's negative regions are
+    /// background, get no box loss and are never positives.
+    fn loss(&self, output: Self::Output, targets: &[TrainingTarget]) -> DetectionLoss;
+
+    /// Per-location predictions `[batch, locations, 4 + classes]`: a box in
+    /// input pixels `(x0, y0, x1, y1)` followed by a score per class in `[0, 1]`.
+    fn predictions(&self, output: Self::Output) -> Tensor<3>;
+
+    /// Ids of the detection head's parameters (the scope of head-only mixing
+    /// and of the history library's per-sample gradients).
+    fn head_param_ids(&self) -> Vec<ParamId>;
+}
+
+/// The input tensor `[batch, 3, height, width]` for `images`, each stretched to
+/// the detector's input size and normalised.
+pub fn input_batch(spec: &DetectorSpec, images: &[&Image], device: &Device) -> Tensor<4> {
+    let [width, height] = spec.input_size;
+    let mut values = Vec::with_capacity(images.len() * 3 * width * height);
+    for image in images {
+        let resized = image.resized(width, height);
+        values.extend(resized.to_planar(spec.preprocessing.mean, spec.preprocessing.std));
+    }
+    Tensor::from_data(
+        TensorData::new(values, [images.len(), 3, height, width]),
+        device,
+    )
+}
+
+/// Candidate detections of one image from its row of predictions
+/// (`locations x (4 + classes)` values): every (location, class) pair whose
+/// score is at least `floor`, at most `max_candidates`, best first.
+pub fn candidates_from_row(
+    row: &[f32],
+    num_classes: usize,
+    floor: f32,
+    max_candidates: usize,
+) -> Vec<Detection> {
+    let mut candidates = Vec::new();
+    for location in row.chunks_exact(4 + num_classes) {
+        let bbox = BBox::new(location[0], location[1], location[2], location[3]);
+        if !bbox.is_valid() {
+            continue;
+        }
+        for (class, &score) in location[4..].iter().enumerate() {
+            if score >= floor {
+                candidates.push(Detection { bbox, class, score });
+            }
+        }
+    }
+    sort_by_score(&mut candidates);
+    candidates.truncate(max_candidates);
+    candidates
+}
+
+/// Splits read-back predictions `[batch, locations, 4 + classes]` into the
+/// candidates of each image.
+pub fn candidates_from_predictions(
+    data: &[f32],
+    batch: usize,
+    num_classes: usize,
+    floor: f32,
+    max_candidates: usize,
+) -> Vec<Vec<Detection>> {
+    if batch == 0 {
+        return Vec::new();
+    }
+    data.chunks_exact(data.len() / batch)
+        .map(|row| candidates_from_row(row, num_classes, floor, max_candidates))
+        .collect()
+}
+
+/// The boxes to show: candidates at or above `score_threshold` after
+/// class-aware NMS at `nms_iou`.
+pub fn shown_detections(candidates: &[Detection], score_threshold: f32, nms_iou: f32) -> Vec<Detection> {
+    let confident: Vec<Detection> = candidates
+        .iter()
+        .copied()
+        .filter(|c| c.score >= score_threshold)
+        .collect();
+    nms(&confident, nms_iou)
+}
+
+/// Maps a box from detector input pixels to an image of `width` x `height`.
+pub fn to_image_pixels(bbox: &BBox, spec: &DetectorSpec, width: usize, height: usize) -> BBox {
+    let [iw, ih] = spec.input_size;
+    bbox.scale(width as f32 / iw as f32, height as f32 / ih as f32)
+        .clip(width as f32, height as f32)
+}
+
+/// Maps a box from an image of `width` x `height` to detector input pixels.
+pub fn to_input_pixels(bbox: &BBox, spec: &DetectorSpec, width: usize, height: usize) -> BBox {
+    let [iw, ih] = spec.input_size;
+    bbox.scale(iw as f32 / width as f32, ih as f32 / height as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_keep_every_class_above_the_floor_best_first() {
+        // Two locations, two classes.
+        let row = [
+            0.0, 0.0, 10.0, 10.0, 0.6, 0.04, //
+            5.0, 5.0, 15.0, 15.0, 0.2, 0.9,
+        ];
+        let c = candidates_from_row(&row, 2, 0.05, 10);
+        let scores: Vec<f32> = c.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.6, 0.2]);
+        assert_eq!(c[0].class, 1);
+        assert_eq!(candidates_from_row(&row, 2, 0.05, 1).len(), 1);
+    }
+
+    #[test]
+    fn shown_boxes_are_confident_and_deduplicated() {
+        let bbox = BBox::new(0.0, 0.0, 10.0, 10.0);
+        let c = [
+            Detection { bbox, class: 0, score: 0.9 },
+            Detection { bbox, class: 0, score: 0.8 },
+            Detection { bbox, class: 0, score: 0.3 },
+        ];
+        assert_eq!(shown_detections(&c, 0.5, 0.5), vec![c[0]]);
+    }
+}

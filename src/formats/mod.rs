@@ -1,0 +1,2 @@
+//! Annotation formats read and written by veritune.
+pub mod coco;

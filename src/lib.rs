@@ -1,0 +1,19 @@
+//! veritune: verdict-driven, gradient-mixed fine-tuning of object detectors.
+//!
+//! The method is specified in `METHOD.md` (shipped in the steering repository as
+//! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
+
+pub mod formats;
+pub mod geometry;
+pub mod history;
+pub mod metrics;
+pub mod predict;
+pub mod sample;
+pub mod simulate;
+pub mod trainer;
+pub mod verdict;
+pub mod weights;
+pub mod mixing;
+pub mod image;
+pub mod dataset;
+pub mod detector;

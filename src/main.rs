@@ -1,0 +1,503 @@
+//! The `veritune` command line: predict, fine-tune and evaluate detectors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::tensor::Device;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
+use veritune::detector::fcos::{Fcos, FcosConfig};
+use veritune::detector::{Detector, shown_detections};
+use veritune::geometry::Detection;
+use veritune::history::{HistoryConfig, HistoryLibrary};
+use veritune::image::Image;
+use veritune::metrics::{ImageEval, mean_average_precision};
+use veritune::mixing::{MixScope, MixingRule};
+use veritune::predict::{NMS_IOU, candidates};
+use veritune::sample::Sample;
+use veritune::simulate::simulated_verdicts;
+use veritune::trainer::{Control, TrainConfig, train};
+use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
+use veritune::weights::{load_fcos, save_fcos};
+
+#[derive(Parser)]
+#[command(name = "veritune", version, about = "Verdict-driven, gradient-mixed fine-tuning of object detectors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an untrained small detector for the given classes.
+    Init {
+        /// Class names, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        classes: Vec<String>,
+        /// Square input size in pixels (a multiple of 32).
+        #[arg(long, default_value_t = 256)]
+        input_size: usize,
+        /// Where to write the weights (burnpack).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Predict boxes on images; prints JSON (or writes it with --output).
+    Predict {
+        /// The detector's weights (burnpack).
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Images (PNG or JPEG).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Boxes at or above this score are reported.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Also report the candidates below the threshold (METHOD.md's rule 1 input).
+        #[arg(long)]
+        candidates: bool,
+        /// Write the JSON here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Fine-tune a detector on verdicts or ground truth with gradient mixing.
+    Finetune {
+        /// The meta-model's weights (burnpack).
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Folder of the transfer images.
+        #[arg(long)]
+        images: PathBuf,
+        /// Ground truth of the transfer images (COCO JSON).
+        #[arg(long)]
+        annotations: PathBuf,
+        /// Verdicts per image file name (JSON); without it, the ground truth is the target.
+        #[arg(long, conflicts_with = "simulate_user")]
+        verdicts: Option<PathBuf>,
+        /// Give verdicts from the ground truth, as a careful user would.
+        #[arg(long)]
+        simulate_user: bool,
+        /// Folder of the history images.
+        #[arg(long, requires = "history_annotations")]
+        history_images: Option<PathBuf>,
+        /// Ground truth of the history images (COCO JSON).
+        #[arg(long, requires = "history_images")]
+        history_annotations: Option<PathBuf>,
+        /// Mixing rule: symmetric (default), transfer-only, replay, agem, pcgrad, smooth.
+        #[arg(long, default_value = "symmetric")]
+        rule: MixingRule,
+        /// Compute the similarity over the head only.
+        #[arg(long)]
+        head_only: bool,
+        /// Epochs over the transfer images.
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        /// Batch size (transfer and history).
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        /// Adam's learning rate.
+        #[arg(long, default_value_t = 5e-4)]
+        learning_rate: f64,
+        /// Score threshold of the shown boxes.
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// Seed of the shuffles.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the adapted weights (burnpack).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Where to write the per-step records (JSON).
+        #[arg(long)]
+        records: Option<PathBuf>,
+    },
+    /// mAP@0.5 of a detector on annotated images, per class and mean.
+    Eval {
+        /// The detector's weights (burnpack).
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Folder of the images.
+        #[arg(long)]
+        images: PathBuf,
+        /// Ground truth (COCO JSON).
+        #[arg(long)]
+        annotations: PathBuf,
+        /// IoU for a match.
+        #[arg(long, default_value_t = 0.5)]
+        iou: f32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure told to the user in one line.
+type CliResult = Result<(), String>;
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("veritune: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Init {
+            classes,
+            input_size,
+            output,
+        } => init(classes, input_size, &output),
+        Command::Predict {
+            model,
+            images,
+            threshold,
+            candidates,
+            output,
+        } => predict(&model, &images, threshold, candidates, output.as_deref()),
+        Command::Finetune {
+            model,
+            images,
+            annotations,
+            verdicts,
+            simulate_user,
+            history_images,
+            history_annotations,
+            rule,
+            head_only,
+            epochs,
+            batch_size,
+            learning_rate,
+            threshold,
+            seed,
+            output,
+            records,
+        } => {
+            let config = TrainConfig {
+                epochs,
+                batch_size,
+                learning_rate,
+                rule,
+                scope: if head_only { MixScope::Head } else { MixScope::All },
+                seed,
+            };
+            let targets = match (verdicts, simulate_user) {
+                (Some(path), _) => TargetSource::Verdicts(path),
+                (None, true) => TargetSource::SimulatedUser,
+                (None, false) => TargetSource::GroundTruth,
+            };
+            let history = history_images.zip(history_annotations);
+            finetune(FinetuneArgs {
+                model: &model,
+                images: &images,
+                annotations: &annotations,
+                targets,
+                history,
+                threshold,
+                config,
+                output: &output,
+                records: records.as_deref(),
+            })
+        }
+        Command::Eval {
+            model,
+            images,
+            annotations,
+            iou,
+            json,
+        } => eval(&model, &images, &annotations, iou, json),
+    }
+}
+
+fn check_input_size(input_size: usize) -> CliResult {
+    if input_size == 0 || input_size % 32 != 0 {
+        return Err(format!("--input-size {input_size} must be a positive multiple of 32 (e.g. 256)"));
+    }
+    Ok(())
+}
+
+fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
+    check_input_size(input_size)?;
+    if classes.iter().any(|c| c.trim().is_empty()) {
+        return Err("--classes has an empty class name: give names separated by commas".into());
+    }
+    let model = FcosConfig::new(classes).with_input_size(input_size).init(&Device::flex());
+    write_model(&model, output)
+}
+
+fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    load_fcos(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_model(model: &Fcos, path: &Path) -> CliResult {
+    let bytes = pollster::block_on(save_fcos(model)).map_err(|e| e.to_string())?;
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    match path {
+        Some(path) => std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Candidates on each image, with a progress bar.
+fn all_candidates(model: &Fcos, images: &[&Image]) -> Result<Vec<Vec<Detection>>, String> {
+    let bar = progress(images.len(), "predicting");
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(8) {
+        out.extend(pollster::block_on(candidates(model, chunk, 8))?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct PredictedBox {
+    x0: f32,
+    y0: f32,
+    x1: f32,
+    y1: f32,
+    class: usize,
+    class_name: String,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct ImagePrediction {
+    file: String,
+    width: usize,
+    height: usize,
+    detections: Vec<PredictedBox>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates: Option<Vec<PredictedBox>>,
+}
+
+fn predict(model: &Path, images: &[PathBuf], threshold: f32, with_candidates: bool, output: Option<&Path>) -> CliResult {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(format!("--threshold {threshold} must be between 0 and 1"));
+    }
+    let model = load_model(model, &Device::flex())?;
+    let names = &model.spec().class_names;
+    let decoded = images.iter().map(|p| read_image(p)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let refs: Vec<&Image> = decoded.iter().collect();
+    let all = all_candidates(&model, &refs)?;
+    let boxes = |detections: &[Detection]| -> Vec<PredictedBox> {
+        detections
+            .iter()
+            .map(|d| PredictedBox {
+                x0: d.bbox.x0,
+                y0: d.bbox.y0,
+                x1: d.bbox.x1,
+                y1: d.bbox.y1,
+                class: d.class,
+                class_name: names.get(d.class).cloned().unwrap_or_default(),
+                score: d.score,
+            })
+            .collect()
+    };
+    let report: Vec<ImagePrediction> = images
+        .iter()
+        .zip(&decoded)
+        .zip(&all)
+        .map(|((path, image), candidates)| ImagePrediction {
+            file: path.display().to_string(),
+            width: image.width(),
+            height: image.height(),
+            detections: boxes(&shown_detections(candidates, threshold, NMS_IOU)),
+            candidates: with_candidates.then(|| boxes(candidates)),
+        })
+        .collect();
+    write_json(&report, output)
+}
+
+enum TargetSource {
+    GroundTruth,
+    SimulatedUser,
+    Verdicts(PathBuf),
+}
+
+struct FinetuneArgs<'a> {
+    model: &'a Path,
+    images: &'a Path,
+    annotations: &'a Path,
+    targets: TargetSource,
+    history: Option<(PathBuf, PathBuf)>,
+    threshold: f32,
+    config: TrainConfig,
+    output: &'a Path,
+    records: Option<&'a Path>,
+}
+
+fn check_classes(set_names: &[String], model: &Fcos, file: &Path) -> CliResult {
+    let names = &model.spec().class_names;
+    if set_names.len() > names.len() {
+        return Err(format!(
+            "{} has {} categories but the model knows {} classes ({}): annotate with the model's classes",
+            file.display(),
+            set_names.len(),
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn finetune(args: FinetuneArgs) -> CliResult {
+    let device = Device::flex().autodiff();
+    let model = load_model(args.model, &device)?;
+    let spec = model.spec().clone();
+    let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
+    check_classes(&set.class_names, &model, args.annotations)?;
+    let target_config = TargetConfig {
+        score_threshold: args.threshold,
+        ..TargetConfig::default()
+    };
+    let targets: Vec<TrainingTarget> = match &args.targets {
+        TargetSource::GroundTruth => set.images.iter().map(|i| TrainingTarget::from_ground_truth(&i.boxes)).collect(),
+        TargetSource::SimulatedUser => {
+            let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
+            let all = all_candidates(&model, &refs)?;
+            set.images
+                .iter()
+                .zip(&all)
+                .map(|(image, candidates)| {
+                    let shown = shown_detections(candidates, args.threshold, NMS_IOU);
+                    let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
+                    build_target(&verdicts, candidates, &target_config)
+                        .map_err(|e| format!("{}: {e}", image.file_name))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        TargetSource::Verdicts(path) => {
+            let verdicts = read_verdicts(path).map_err(|e| e.to_string())?;
+            targets_from_verdicts(&model, &set.images, &verdicts, &target_config, path)?
+        }
+    };
+    let transfer: Vec<Sample> = set
+        .images
+        .iter()
+        .zip(&targets)
+        .map(|(image, target)| Sample::new(&image.image, target, &spec))
+        .collect();
+    let mut history = HistoryLibrary::new(HistoryConfig::default());
+    if let Some((folder, annotations)) = &args.history {
+        let history_set = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
+        check_classes(&history_set.class_names, &model, annotations)?;
+        let members: Vec<Sample> = history_set
+            .images
+            .iter()
+            .map(|i| Sample::from_ground_truth(&i.image, &i.boxes, &spec))
+            .collect();
+        history = HistoryLibrary::with_members(HistoryConfig::default(), members).map_err(|e| format!("{}: {e}", annotations.display()))?;
+    } else if args.config.rule.needs_history() {
+        eprintln!("veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning");
+    }
+    let bar = progress(0, "training");
+    let outcome = train(model, args.config, &transfer, &mut history, |record, total| {
+        bar.set_length(total as u64);
+        bar.set_message(format!(
+            "epoch {} loss {:.3} s {:+.2}",
+            record.epoch + 1,
+            record.transfer_loss,
+            record.mix.similarity
+        ));
+        bar.inc(1);
+        Control::Continue
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let skipped = outcome.records.iter().filter(|r| r.skipped).count();
+    if skipped > 0 {
+        eprintln!("veritune: {skipped} step(s) had a non-finite loss or gradient and were skipped");
+    }
+    write_model(&outcome.model, args.output)?;
+    if let Some(path) = args.records {
+        write_json(&outcome.records, Some(path))?;
+    }
+    eprintln!("veritune: {} steps, adapted weights written to {}", outcome.records.len(), args.output.display());
+    Ok(())
+}
+
+fn targets_from_verdicts(
+    model: &Fcos,
+    images: &[AnnotatedImage],
+    verdicts: &BTreeMap<String, ImageVerdicts>,
+    config: &TargetConfig,
+    path: &Path,
+) -> Result<Vec<TrainingTarget>, String> {
+    let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
+    let all = all_candidates(model, &refs)?;
+    images
+        .iter()
+        .zip(&all)
+        .map(|(image, candidates)| {
+            let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
+                format!("{} has no verdicts for '{}': review every image or remove it from the annotations", path.display(), image.file_name)
+            })?;
+            build_target(verdict, candidates, config).map_err(|e| format!("{}, image '{}': {e}", path.display(), image.file_name))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct EvalReport {
+    classes: Vec<(String, Option<f32>)>,
+    mean: f32,
+}
+
+fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -> CliResult {
+    let model = load_model(model, &Device::flex())?;
+    let set = read_annotated_set(annotations, images).map_err(|e| e.to_string())?;
+    check_classes(&set.class_names, &model, annotations)?;
+    let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
+    let all = all_candidates(&model, &refs)?;
+    let evals: Vec<ImageEval> = set
+        .images
+        .iter()
+        .zip(all)
+        .map(|(image, candidates)| ImageEval {
+            detections: shown_detections(&candidates, 0.0, NMS_IOU),
+            ground_truth: image.boxes.clone(),
+        })
+        .collect();
+    let names = &model.spec().class_names;
+    let report = mean_average_precision(&evals, names.len(), iou);
+    let out = EvalReport {
+        classes: names.iter().cloned().zip(report.per_class.iter().copied()).collect(),
+        mean: report.mean,
+    };
+    if json {
+        return write_json(&out, None);
+    }
+    println!("{:<20} AP@{iou}", "class");
+    for (name, ap) in &out.classes {
+        match ap {
+            Some(ap) => println!("{name:<20} {ap:.4}"),
+            None => println!("{name:<20} -"),
+        }
+    }
+    println!("{:<20} {:.4}", "mean", out.mean);
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! Transfer training (METHOD.md section 2) and the gradient-based update of
+//! the history library after a round (section 3).
+//!
+//! A [`TrainingRun`] advances one step at a time (`step().await`), so the same
+//! code drives a native loop ([`train`]) and a browser loop that yields to the
+//! page between steps. Each step reads its record from the device once,
+//! asynchronously.
+
+use std::collections::HashSet;
+
+use burn::module::{Module, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::detector::Detector;
+use crate::history::{
+    Candidate, HistoryError, HistoryLibrary, HistoryPolicy, select_gradient_based, select_reservoir,
+};
+use crate::mixing::{MixRecord, MixScope, MixingRule, gradient_stats, mix, stats_from_values};
+use crate::sample::{Sample, batch};
+
+/// Settings of a round of transfer training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the transfer samples (default 10).
+    pub epochs: usize,
+    /// Samples per transfer batch, and per history batch (default 8).
+    pub batch_size: usize,
+    /// Adam's learning rate (default 5e-4).
+    pub learning_rate: f64,
+    /// How `g_t` and `g_h` are mixed (default: the symmetric rule).
+    pub rule: MixingRule,
+    /// Which parameters the similarity is computed over (default: all).
+    pub scope: MixScope,
+    /// Seed of the per-epoch shuffles.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 8,
+            learning_rate: 5e-4,
+            rule: MixingRule::Symmetric,
+            scope: MixScope::All,
+            seed: 0,
+        }
+    }
+}
+
+/// What one training step did; shown to the user as it happens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Step within the run, from 0.
+    pub step: usize,
+    /// Loss on the transfer batch.
+    pub transfer_loss: f64,
+    /// Loss on the history batch, when one was drawn.
+    pub history_loss: Option<f64>,
+    /// Similarity, weights and gradient norms of the mix.
+    pub mix: MixRecord,
+    /// Whether the update was skipped because a loss or gradient was not finite
+    /// (the weights stay as they were).
+    pub skipped: bool,
+}
+
+/// Why training cannot run.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// Nothing to train on.
+    #[error("there are no transfer samples: give verdicts on at least one image before training")]
+    NoTransferSamples,
+    /// A zero batch size or epoch count.
+    #[error("batch size and epochs must be at least 1 (got batch size {batch_size}, epochs {epochs})")]
+    EmptySchedule {
+        /// The batch size asked for.
+        batch_size: usize,
+        /// The epochs asked for.
+        epochs: usize,
+    },
+    /// A tensor could not be read back from the device.
+    #[error("reading results from the device failed: {0}")]
+    Device(String),
+    /// The history library update failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// A round of transfer training in progress.
+pub struct TrainingRun<'a, M: Detector> {
+    model: Option<M>,
+    optimizer: ModuleOptimizer,
+    config: TrainConfig,
+    transfer: &'a [Sample],
+    history: &'a mut HistoryLibrary<Sample>,
+    scope: Option<HashSet<ParamId>>,
+    order: Vec<usize>,
+    rng: StdRng,
+    epoch: usize,
+    position: usize,
+    step: usize,
+}
+
+impl<'a, M: Detector> TrainingRun<'a, M> {
+    /// Prepares a round: `model` must live on an autodiff device.
+    pub fn new(
+        model: M,
+        config: TrainConfig,
+        transfer: &'a [Sample],
+        history: &'a mut HistoryLibrary<Sample>,
+    ) -> Result<Self, TrainError> {
+        if transfer.is_empty() {
+            return Err(TrainError::NoTransferSamples);
+        }
+        if config.batch_size == 0 || config.epochs == 0 {
+            return Err(TrainError::EmptySchedule {
+                batch_size: config.batch_size,
+                epochs: config.epochs,
+            });
+        }
+        let scope = match config.scope {
+            MixScope::All => None,
+            MixScope::Head => Some(model.head_param_ids().into_iter().collect()),
+        };
+        history.reset_cursor();
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let mut order: Vec<usize> = (0..transfer.len()).collect();
+        order.shuffle(&mut rng);
+        Ok(Self {
+            model: Some(model),
+            optimizer: AdamConfig::new().init(),
+            config,
+            transfer,
+            history,
+            scope,
+            order,
+            rng,
+            epoch: 0,
+            position: 0,
+            step: 0,
+        })
+    }
+
+    /// Steps in the whole round.
+    pub fn total_steps(&self) -> usize {
+        self.config.epochs * self.transfer.len().div_ceil(self.config.batch_size)
+    }
+
+    /// Steps done so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// Whether every epoch has run.
+    pub fn is_finished(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// The model as of the last completed step.
+    pub fn model(&self) -> &M {
+        self.model.as_ref().expect("the model is only taken during a step")
+    }
+
+    /// Ends the run (finished or cancelled) and returns the model as of the
+    /// last completed step.
+    pub fn into_model(mut self) -> M {
+        self.model.take().expect("the model is only taken during a step")
+    }
+
+    /// Runs the next step: `g_t` and `g_h` at the same parameters, the mix,
+    /// and Adam's update. `Ok(None)` once the round is finished.
+    pub async fn step(&mut self) -> Result<Option<StepRecord>, TrainError> {
+        if self.is_finished() {
+            return Ok(None);
+        }
+        let batch_size = self.config.batch_size;
+        let end = (self.position + batch_size).min(self.order.len());
+        let transfer: Vec<&Sample> = self.order[self.position..end]
+            .iter()
+            .map(|&i| &self.transfer[i])
+            .collect();
+        let history: Vec<Sample> = if self.config.rule.needs_history() {
+            let indices = self.history.next_batch_indices(batch_size);
+            indices
+                .into_iter()
+                .map(|i| self.history.members()[i].clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        let model = self.model.take().expect("the model is present between steps");
+        let device = model_device(&model);
+        let (loss_t, g_t) = loss_and_gradients(&model, &transfer, &device);
+        let (loss_h, g_h) = if history.is_empty() {
+            (None, GradientsParams::new())
+        } else {
+            let refs: Vec<&Sample> = history.iter().collect();
+            let (loss, grads) = loss_and_gradients(&model, &refs, &device);
+            (Some(loss), grads)
+        };
+
+        let mut readout = vec![loss_t.clone(), loss_h.clone().unwrap_or_else(|| loss_t.zeros_like())];
+        if let Some(stats) = gradient_stats(&model, &g_t, &g_h, self.scope.as_ref()) {
+            readout.push(stats);
+        }
+        let values = match Tensor::cat(readout, 0).into_data_async().await {
+            Ok(data) => data.to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}"))),
+            Err(e) => Err(TrainError::Device(format!("{e:?}"))),
+        };
+        let values = match values {
+            Ok(values) => values,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(e);
+            }
+        };
+        let stats = stats_from_values(values.get(2..).unwrap_or(&[]));
+        // With no history batch there is nothing to mix: plain fine-tuning.
+        let rule = if history.is_empty() {
+            MixingRule::TransferOnly
+        } else {
+            self.config.rule
+        };
+        let weights = rule.weights(stats);
+        let skipped = values.iter().any(|v| !v.is_finite());
+        self.model = Some(if skipped {
+            model
+        } else {
+            let mixed = mix(&model, g_t, g_h, weights);
+            self.optimizer.step(self.config.learning_rate, model, mixed)
+        });
+
+        let record = StepRecord {
+            epoch: self.epoch,
+            step: self.step,
+            transfer_loss: values[0] as f64,
+            history_loss: loss_h.map(|_| values[1] as f64),
+            mix: MixRecord::new(stats, weights),
+            skipped,
+        };
+        self.step += 1;
+        self.position = end;
+        if self.position >= self.order.len() {
+            self.position = 0;
+            self.epoch += 1;
+            self.order.shuffle(&mut self.rng);
+        }
+        Ok(Some(record))
+    }
+}
+
+fn model_device<M: Module>(model: &M) -> Device {
+    model.devices().into_iter().next().unwrap_or_else(Device::flex)
+}
+
+/// The loss of `model` on `samples` (a one-element tensor) and its gradients.
+fn loss_and_gradients<M: Detector>(
+    model: &M,
+    samples: &[&Sample],
+    device: &Device,
+) -> (Tensor<1>, GradientsParams) {
+    let (images, targets) = batch(model.spec(), samples, device);
+    let loss = model.loss(model.forward(images), &targets).total;
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    (loss.detach(), grads)
+}
+
+/// What [`train`] returns.
+pub struct TrainOutcome<M> {
+    /// The model after the last completed step.
+    pub model: M,
+    /// Every step's record, in order.
+    pub records: Vec<StepRecord>,
+    /// Whether the caller stopped the round before its end.
+    pub cancelled: bool,
+}
+
+/// Whether training goes on after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Run the next step.
+    Continue,
+    /// Stop now; the model keeps the last completed step.
+    Cancel,
+}
+
+/// Runs a whole round natively, calling `on_step` after every step with the
+/// record and the total number of steps.
+pub fn train<M: Detector>(
+    model: M,
+    config: TrainConfig,
+    transfer: &[Sample],
+    history: &mut HistoryLibrary<Sample>,
+    mut on_step: impl FnMut(&StepRecord, usize) -> Control,
+) -> Result<TrainOutcome<M>, TrainError> {
+    let mut run = TrainingRun::new(model, config, transfer, history)?;
+    let total = run.total_steps();
+    let mut records = Vec::with_capacity(total);
+    let mut cancelled = false;
+    while let Some(record) = pollster::block_on(run.step())? {
+        let control = on_step(&record, total);
+        records.push(record);
+        if control == Control::Cancel && !run.is_finished() {
+            cancelled = true;
+            break;
+        }
+    }
+    Ok(TrainOutcome {
+        model: run.into_model(),
+        records,
+        cancelled,
+    })
+}
+
+/// Mean detection loss of `model` over `samples` without gradients, in
+/// batches of `batch_size` (for reports and tests).
+pub fn mean_loss<M: Detector>(model: &M, samples: &[Sample], batch_size: usize) -> f64 {
+    let model = model.clone().no_grad();
+    let device = model_device(&model);
+    let mut total = 0.0;
+    for chunk in samples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Sample> = chunk.iter().collect();
+        let (images, targets) = batch(model.spec(), &refs, &device);
+        let loss: f32 = model.loss(model.forward(images), &targets).total.into_scalar();
+        total += loss as f64 * chunk.len() as f64;
+    }
+    total / samples.len().max(1) as f64
+}
+
+/// The head-parameter gradient of the loss on one sample, flattened.
+pub async fn sample_gradient<M: Detector>(model: &M, sample: &Sample) -> Result<Vec<f32>, TrainError> {
+    let device = model_device(model);
+    let (_, grads) = loss_and_gradients(model, &[sample], &device);
+    let head: HashSet<ParamId> = model.head_param_ids().into_iter().collect();
+    let flat = crate::mixing::flatten_gradients(model, &grads, &head, &device);
+    let data = flat
+        .into_data_async()
+        .await
+        .map_err(|e| TrainError::Device(format!("{e:?}")))?;
+    data.to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
+}
+
+/// Updates the history library after a round: the transfer samples compete
+/// with the members for a place, by gradient (METHOD.md section 3) or by
+/// reservoir sampling (the baseline).
+pub async fn update_history<M: Detector>(
+    model: &M,
+    library: &mut HistoryLibrary<Sample>,
+    newcomers: Vec<Sample>,
+    policy: HistoryPolicy,
+) -> Result<(), TrainError> {
+    let mut rng = library.config().rng();
+    let selection = match policy {
+        HistoryPolicy::Reservoir => select_reservoir(
+            library.seen(),
+            library.len(),
+            newcomers.len(),
+            library.capacity(),
+            &mut rng,
+        )?,
+        HistoryPolicy::GradientBased => {
+            let mut member_grads = Vec::with_capacity(library.len());
+            for member in library.members() {
+                member_grads.push(sample_gradient(model, member).await?);
+            }
+            let mut newcomer_grads = Vec::with_capacity(newcomers.len());
+            for sample in &newcomers {
+                newcomer_grads.push(sample_gradient(model, sample).await?);
+            }
+            let dim = newcomer_grads.first().map_or(0, Vec::len);
+            let mut mean = vec![0.0f32; dim];
+            for g in &newcomer_grads {
+                for (m, v) in mean.iter_mut().zip(g) {
+                    *m += v / newcomer_grads.len() as f32;
+                }
+            }
+            let member_classes: Vec<Vec<usize>> =
+                library.members().iter().map(|s| s.target.classes()).collect();
+            let newcomer_classes: Vec<Vec<usize>> =
+                newcomers.iter().map(|s| s.target.classes()).collect();
+            let candidates = |grads: &'_ [Vec<f32>], classes: &'_ [Vec<usize>]| -> Vec<Candidate<'_>> {
+                grads
+                    .iter()
+                    .zip(classes)
+                    .map(|(g, c)| Candidate {
+                        gradient: g,
+                        classes: c,
+                    })
+                    .collect()
+            };
+            select_gradient_based(
+                &candidates(&member_grads, &member_classes),
+                &candidates(&newcomer_grads, &newcomer_classes),
+                &mean,
+                library.config(),
+                &mut rng,
+            )?
+        }
+    };
+    library.apply(selection, newcomers)?;
+    Ok(())
+}

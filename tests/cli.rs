@@ -1,0 +1,143 @@
+//! The `veritune` command line, used as a person would: create a model,
+//! predict, fine-tune on a COCO set, evaluate, and get one-line errors on bad
+//! input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Scene, SIZE, scene};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
+
+fn veritune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_veritune"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("veritune-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes `n` synthetic scenes as PNG files plus their COCO annotations.
+fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut images = Vec::new();
+    for i in 0..n {
+        let (image, target) = scene(kind, &mut rng);
+        let bytes: Vec<u8> = image.pixels().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8).collect();
+        let file_name = format!("scène {i}.png");
+        ::image::save_buffer(dir.join(&file_name), &bytes, SIZE as u32, SIZE as u32, ::image::ExtendedColorType::Rgb8)
+            .expect("png");
+        images.push(CocoImage {
+            file_name,
+            width: SIZE as u32,
+            height: SIZE as u32,
+            boxes: target.positives,
+        });
+    }
+    let path = dir.join("annotations.json");
+    let dataset = CocoDataset {
+        class_names: vec!["square".into(), "ring".into()],
+        images,
+    };
+    std::fs::write(&path, to_coco_json(&dataset)).expect("coco");
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn init_predict_finetune_eval() {
+    let dir = workdir("loop");
+    let model = dir.join("meta.bpk");
+    let out = veritune(&["init", "--classes", "square,ring", "--input-size", "64", "--output", model.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let transfer = dir.join("transfer");
+    std::fs::create_dir_all(&transfer).unwrap();
+    let annotations = write_set(&transfer, Scene::New, 4, 1);
+    let history = dir.join("history");
+    std::fs::create_dir_all(&history).unwrap();
+    let history_annotations = write_set(&history, Scene::Old, 4, 2);
+
+    let image = transfer.join("scène 0.png");
+    let out = veritune(&["predict", "--model", model.to_str().unwrap(), image.to_str().unwrap(), "--threshold", "0.0", "--candidates"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("predict prints JSON");
+    assert_eq!(json[0]["width"], 64);
+    assert!(json[0]["detections"].is_array() && json[0]["candidates"].is_array());
+
+    let adapted = dir.join("adapted.bpk");
+    let records = dir.join("steps.json");
+    let out = veritune(&[
+        "finetune", "--model", model.to_str().unwrap(),
+        "--images", transfer.to_str().unwrap(), "--annotations", annotations.to_str().unwrap(),
+        "--simulate-user",
+        "--history-images", history.to_str().unwrap(), "--history-annotations", history_annotations.to_str().unwrap(),
+        "--epochs", "2", "--batch-size", "2",
+        "--output", adapted.to_str().unwrap(), "--records", records.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(std::fs::read(&adapted).unwrap(), std::fs::read(&model).unwrap());
+    let steps: serde_json::Value = serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    assert_eq!(steps.as_array().map(Vec::len), Some(4));
+    assert!(steps[0]["history_loss"].is_number());
+    assert!(steps[0]["mix"]["similarity"].is_number());
+
+    let out = veritune(&["eval", "--model", adapted.to_str().unwrap(), "--images", transfer.to_str().unwrap(), "--annotations", annotations.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mean = report["mean"].as_f64().expect("mean");
+    assert!((0.0..=1.0).contains(&mean));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs a command expected to fail and returns its one-line message.
+fn failure(args: &[&str]) -> String {
+    let out = veritune(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let message = text(&out.stderr);
+    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
+    assert!(!message.contains("panicked"), "{message}");
+    message
+}
+
+#[test]
+fn bad_input_gets_a_one_line_message_naming_the_file() {
+    let dir = workdir("errors");
+    let model = dir.join("meta.bpk");
+    assert!(veritune(&["init", "--classes", "square,ring", "--input-size", "64", "--output", model.to_str().unwrap()]).status.success());
+    let model = model.to_str().unwrap();
+
+    let missing = failure(&["predict", "--model", "absent.bpk", "x.png"]);
+    assert!(missing.contains("absent.bpk"), "{missing}");
+
+    let junk = dir.join("junk.bpk");
+    std::fs::write(&junk, b"0123456789").unwrap();
+    let message = failure(&["predict", "--model", junk.to_str().unwrap(), "x.png"]);
+    assert!(message.contains("junk.bpk") && message.contains("burnpack"), "{message}");
+
+    let not_image = dir.join("notes.png");
+    std::fs::write(&not_image, b"hello").unwrap();
+    let message = failure(&["predict", "--model", model, not_image.to_str().unwrap()]);
+    assert!(message.contains("notes.png"), "{message}");
+
+    let bad_json = dir.join("bad.json");
+    std::fs::write(&bad_json, b"{\"images\": [").unwrap();
+    let message = failure(&["eval", "--model", model, "--images", dir.to_str().unwrap(), "--annotations", bad_json.to_str().unwrap()]);
+    assert!(message.contains("bad.json"), "{message}");
+
+    let message = failure(&["init", "--classes", "a", "--input-size", "50", "--output", "x.bpk"]);
+    assert!(message.contains("multiple of 32"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
