@@ -570,6 +570,7 @@ pub fn select_reservoir(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::Rng;
 
     /// Unit vector along axis `k` of `dim`.
     fn axis(dim: usize, k: usize) -> Vec<f32> {
@@ -669,7 +670,7 @@ mod tests {
         let dim = 7;
         // Member 0 is the only class-1 sample and fully redundant; members 1, 2
         // are class 0 and nearly as redundant.
-        let mut near = |k: usize, w: f32| {
+        let near = |k: usize, w: f32| {
             let mut v = axis(dim, 0);
             v[k] = w;
             v

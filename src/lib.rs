@@ -17,3 +17,4 @@ pub mod mixing;
 pub mod image;
 pub mod dataset;
 pub mod detector;
+pub mod scenes;

@@ -234,24 +234,18 @@ pub fn gradient_stats<M: Module>(
             }
             let t = self.g_t.get::<D>(param.id).map(|t| t.flatten::<1>(0, D - 1));
             let h = self.g_h.get::<D>(param.id).map(|h| h.flatten::<1>(0, D - 1));
+            let zero = || Tensor::<1>::zeros([1], &param.val().device());
             let sums = match (t, h) {
-                (Some(t), Some(h)) => Tensor::cat(
-                    vec![
-                        (t.clone() * h.clone()).sum(),
-                        t.square().sum(),
-                        h.square().sum(),
-                    ],
-                    0,
-                ),
-                (Some(t), None) => Tensor::cat(
-                    vec![t.zeros_like().sum(), t.square().sum(), t.zeros_like().sum()],
-                    0,
-                ),
-                (None, Some(h)) => Tensor::cat(
-                    vec![h.zeros_like().sum(), h.zeros_like().sum(), h.square().sum()],
-                    0,
-                ),
                 (None, None) => return,
+                (t, h) => {
+                    let dot = match (&t, &h) {
+                        (Some(t), Some(h)) => (t.clone() * h.clone()).sum(),
+                        _ => zero(),
+                    };
+                    let norm_t = t.map_or_else(zero, |t| t.square().sum());
+                    let norm_h = h.map_or_else(zero, |h| h.square().sum());
+                    Tensor::cat(vec![dot, norm_t, norm_h], 0)
+                }
             };
             self.sums = Some(match self.sums.take() {
                 Some(acc) => acc + sums,
@@ -385,14 +379,14 @@ mod tests {
             .get::<2>(model.weight.id)
             .expect("weight grad")
             .into_data()
-            .to_vec()
+            .try_to_vec()
             .expect("f32");
         out.extend(
             grads
                 .get::<1>(model.bias.as_ref().expect("bias").id)
                 .expect("bias grad")
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .expect("f32"),
         );
         out
@@ -410,7 +404,7 @@ mod tests {
         let values: Vec<f32> = gradient_stats(&model, &g_t, &g_h, None)
             .expect("stats")
             .into_data()
-            .to_vec()
+            .try_to_vec()
             .expect("f32");
         let stats = stats_from_values(&values);
         let weights = rule.weights(stats);

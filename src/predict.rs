@@ -1,7 +1,6 @@
 //! Running a detector on images: candidates in image pixels (all above a
 //! floor, as METHOD.md section 1 needs) and the boxes to show.
 
-use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::detector::{Detector, candidates_from_predictions, input_batch, to_image_pixels};
@@ -33,7 +32,7 @@ pub async fn candidates<M: Detector>(
             .into_data_async()
             .await
             .map_err(|e| format!("{e:?}"))?;
-        let values = data.to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        let values = data.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let per_image = candidates_from_predictions(
             &values,
             chunk.len(),

@@ -213,7 +213,7 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             readout.push(stats);
         }
         let values = match Tensor::cat(readout, 0).into_data_async().await {
-            Ok(data) => data.to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}"))),
+            Ok(data) => data.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}"))),
             Err(e) => Err(TrainError::Device(format!("{e:?}"))),
         };
         let values = match values {
@@ -346,7 +346,7 @@ pub async fn sample_gradient<M: Detector>(model: &M, sample: &Sample) -> Result<
         .into_data_async()
         .await
         .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-    data.to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
+    data.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
 /// Updates the history library after a round: the transfer samples compete
@@ -387,16 +387,6 @@ pub async fn update_history<M: Detector>(
                 library.members().iter().map(|s| s.target.classes()).collect();
             let newcomer_classes: Vec<Vec<usize>> =
                 newcomers.iter().map(|s| s.target.classes()).collect();
-            let candidates = |grads: &'_ [Vec<f32>], classes: &'_ [Vec<usize>]| -> Vec<Candidate<'_>> {
-                grads
-                    .iter()
-                    .zip(classes)
-                    .map(|(g, c)| Candidate {
-                        gradient: g,
-                        classes: c,
-                    })
-                    .collect()
-            };
             select_gradient_based(
                 &candidates(&member_grads, &member_classes),
                 &candidates(&newcomer_grads, &newcomer_classes),
@@ -408,4 +398,12 @@ pub async fn update_history<M: Detector>(
     };
     library.apply(selection, newcomers)?;
     Ok(())
+}
+
+fn candidates<'a>(gradients: &'a [Vec<f32>], classes: &'a [Vec<usize>]) -> Vec<Candidate<'a>> {
+    gradients
+        .iter()
+        .zip(classes)
+        .map(|(gradient, classes)| Candidate { gradient, classes })
+        .collect()
 }

@@ -72,7 +72,7 @@ mod tests {
     fn giou_loss_matches_the_geometry_module() {
         let pred = [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [2.0, 3.0, 9.0, 12.0]];
         let target = [[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [1.0, 1.0, 8.0, 8.0]];
-        let loss: Vec<f32> = giou_loss(boxes(&pred), boxes(&target)).into_data().to_vec().unwrap();
+        let loss: Vec<f32> = giou_loss(boxes(&pred), boxes(&target)).into_data().try_to_vec().unwrap();
         for ((p, t), l) in pred.iter().zip(&target).zip(loss) {
             let expected = 1.0 - BBox::new(p[0], p[1], p[2], p[3]).giou(&BBox::new(t[0], t[1], t[2], t[3]));
             assert!((l - expected).abs() < 1e-4, "{l} vs {expected}");
@@ -84,7 +84,7 @@ mod tests {
         let device = Device::flex();
         let logits = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, 2.0, -3.0], [3]), &device);
         let targets = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0], [3]), &device);
-        let loss: Vec<f32> = sigmoid_focal_loss(logits, targets, 0.25, 2.0).into_data().to_vec().unwrap();
+        let loss: Vec<f32> = sigmoid_focal_loss(logits, targets, 0.25, 2.0).into_data().try_to_vec().unwrap();
         let p = |x: f32| 1.0 / (1.0 + (-x).exp());
         let expected = [
             0.25 * (1.0 - p(2.0)).powi(2) * -p(2.0).ln(),

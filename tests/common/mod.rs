@@ -108,3 +108,31 @@ pub fn samples(kind: Scene, n: usize, seed: u64) -> Vec<Sample> {
         })
         .collect()
 }
+
+/// Every float parameter of `module` by path, as plain values.
+pub fn parameters(module: &impl burn::module::Module) -> std::collections::BTreeMap<String, Vec<f32>> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Values {
+        path: Vec<String>,
+        out: std::collections::BTreeMap<String, Vec<f32>>,
+    }
+    impl ModuleVisitor for Values {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param.val().into_data().try_to_vec::<f32>().expect("f32 parameters");
+            self.out.insert(self.path.join("."), values);
+        }
+    }
+    let mut values = Values {
+        path: Vec::new(),
+        out: Default::default(),
+    };
+    module.visit(&mut values);
+    values.out
+}
