@@ -914,14 +914,11 @@ mod tests {
         assert!(serde_json::from_str::<HistoryConfig>(r#"{"capacty": 64}"#).is_err());
     }
 
-    /// Random members (within capacity), newcomers and classes for the property tests.
-    fn update_case() -> impl Strategy<
-        Value = (
-            usize,
-            Vec<(Vec<f32>, Vec<usize>)>,
-            Vec<(Vec<f32>, Vec<usize>)>,
-        ),
-    > {
+    /// A random sample: a gradient and its classes.
+    type RandomSample = (Vec<f32>, Vec<usize>);
+
+    /// Random capacity, members (within capacity) and newcomers for the property tests.
+    fn update_case() -> impl Strategy<Value = (usize, Vec<RandomSample>, Vec<RandomSample>)> {
         let sample = (
             prop::collection::vec(-1.0f32..1.0, 4),
             prop::collection::vec(0usize..4, 0..3),

@@ -352,29 +352,34 @@ mod tests {
 
     #[test]
     fn only_the_best_hundred_detections_per_image_and_class_count() {
-        let ground_truth = vec![truth(0.0, 0.0, 0)];
-        let mut detections: Vec<Detection> = (0..MAX_DETECTIONS_PER_CLASS)
-            .map(|i| detect(BBox::from_xywh(100.0 + i as f32, 100.0, 10.0, 10.0), 0, 0.9))
-            .collect();
-        detections.push(detect(ground_truth[0].bbox, 0, 0.1));
-        let mut images = vec![ImageEval {
-            detections,
-            ground_truth,
-        }];
-        assert_eq!(
-            mean_average_precision(&images, 1, 0.5).per_class,
-            vec![Some(0.0)]
-        );
-        // Another class's detections do not take from this class's quota.
-        images[0].detections.truncate(MAX_DETECTIONS_PER_CLASS - 1);
-        images[0]
-            .detections
-            .push(detect(images[0].ground_truth[0].bbox, 0, 0.1));
-        images[0]
-            .detections
-            .push(detect(BBox::new(0.0, 0.0, 1.0, 1.0), 1, 0.95));
-        let report = mean_average_precision(&images, 2, 0.5);
-        assert!(report.per_class[0].is_some_and(|ap| ap > 0.0));
+        let object = truth(0.0, 0.0, 0);
+        let misses = |n: usize| -> Vec<Detection> {
+            (0..n)
+                .map(|i| detect(BBox::from_xywh(100.0 + i as f32, 100.0, 10.0, 10.0), 0, 0.9))
+                .collect()
+        };
+        let evaluate = |detections: Vec<Detection>| {
+            let ground_truth = vec![object];
+            mean_average_precision(
+                &[ImageEval {
+                    detections,
+                    ground_truth,
+                }],
+                2,
+                0.5,
+            )
+        };
+        // The hit ranks 101st in its class: left out.
+        let mut detections = misses(MAX_DETECTIONS_PER_CLASS);
+        detections.push(detect(object.bbox, 0, 0.1));
+        assert_eq!(evaluate(detections).per_class, vec![Some(0.0), None]);
+        // It ranks 100th in its class, though 101st in the image: counted,
+        // at precision 1/100.
+        let mut detections = misses(MAX_DETECTIONS_PER_CLASS - 1);
+        detections.push(detect(object.bbox, 0, 0.1));
+        detections.push(detect(BBox::new(0.0, 0.0, 1.0, 1.0), 1, 0.95));
+        let report = evaluate(detections);
+        assert_close(report.mean, 0.01);
         assert_eq!(report.per_class[1], None);
     }
 

@@ -312,19 +312,24 @@ impl SceneGenerator {
         };
         let shape = DigitShape {
             ink_height: rng.random_range(20.0..=max_height) * scale,
-            aspect: rng.random_range(0.85..1.15),
+            // UCI digits were stretched to fill their square: narrow them.
+            aspect: match source {
+                DigitSource::Uci => rng.random_range(0.65..0.95),
+                DigitSource::Mnist => rng.random_range(0.85..1.15),
+            },
             shear: match scenario {
                 Scenario::Third => {
                     rng.random_range(0.15..0.4) * if rng.random_bool(0.8) { 1.0 } else { -1.0 }
                 }
                 _ => 0.0,
             },
-            // UCI digits are 17-level blocks: a steep curve turns the
-            // upscaled blur into strokes, at a random contrast.
+            // UCI digits are 17-level blocks: a steep curve around the
+            // middle grey turns the upscaled blur into strokes with edges
+            // of random softness.
             contrast: match source {
                 DigitSource::Uci => {
-                    let low = rng.random_range(0.1..0.35);
-                    Some((low, low + rng.random_range(0.15..0.4)))
+                    let low = rng.random_range(0.3..0.45);
+                    Some((low, low + rng.random_range(0.1..0.2)))
                 }
                 DigitSource::Mnist => None,
             },
