@@ -34,7 +34,9 @@ pub enum DatasetError {
     #[error(transparent)]
     Coco(#[from] CocoError),
     /// An annotated image is missing from the image folder.
-    #[error("{annotations} names the image '{file_name}', which is not in {folder}: put the image there or remove its entry")]
+    #[error(
+        "{annotations} names the image '{file_name}', which is not in {folder}: put the image there or remove its entry"
+    )]
     MissingImage {
         /// The annotation file.
         annotations: PathBuf,
@@ -90,7 +92,10 @@ pub struct AnnotatedSet {
 
 /// Reads `annotations` (COCO JSON) and decodes each image it names from `folder`.
 pub fn read_annotated_set(annotations: &Path, folder: &Path) -> Result<AnnotatedSet, DatasetError> {
-    let CocoDataset { class_names, images } = read_coco_file(annotations)?;
+    let CocoDataset {
+        class_names,
+        images,
+    } = read_coco_file(annotations)?;
     let images = images
         .into_iter()
         .map(|entry| {
@@ -139,7 +144,10 @@ mod tests {
         let path = dir.join("notes.png");
         std::fs::write(&path, b"hello").unwrap();
         let err = read_image(&path).unwrap_err().to_string();
-        assert!(err.contains("notes.png") && err.contains("not an image"), "{err}");
+        assert!(
+            err.contains("notes.png") && err.contains("not an image"),
+            "{err}"
+        );
         let missing = read_image(&dir.join("absent.png")).unwrap_err().to_string();
         assert!(missing.contains("absent.png"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();

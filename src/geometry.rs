@@ -221,9 +221,21 @@ mod tests {
     fn nms_is_class_aware() {
         let boxes = BBox::new(0.0, 0.0, 10.0, 10.0);
         let dets = [
-            Detection { bbox: boxes, class: 0, score: 0.9 },
-            Detection { bbox: boxes, class: 1, score: 0.8 },
-            Detection { bbox: boxes, class: 0, score: 0.7 },
+            Detection {
+                bbox: boxes,
+                class: 0,
+                score: 0.9,
+            },
+            Detection {
+                bbox: boxes,
+                class: 1,
+                score: 0.8,
+            },
+            Detection {
+                bbox: boxes,
+                class: 0,
+                score: 0.7,
+            },
         ];
         let kept = nms(&dets, 0.5);
         assert_eq!(kept.len(), 2);

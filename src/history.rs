@@ -244,6 +244,13 @@ impl<S> HistoryLibrary<S> {
         indices.into_iter().map(|i| &self.members[i]).collect()
     }
 
+    /// A random generator for the next update, seeded from the configured seed and
+    /// the number of samples seen, so that successive rounds draw afresh yet reproducibly.
+    pub fn update_rng(&self) -> StdRng {
+        let round = (self.seen as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        StdRng::seed_from_u64(self.config.seed ^ round)
+    }
+
     /// Restarts the batch walk at the first member.
     pub fn reset_cursor(&mut self) {
         self.cursor = 0;
@@ -329,8 +336,9 @@ fn cosine(a: &[f32], b: &[f64], minus: Option<&[f32]>) -> f32 {
 /// Each candidate's score is its largest cosine similarity with the summed
 /// gradients of `config.subsets` random subsets of `config.subset_size` members
 /// (a member is left out of the subsets it falls in) and with
-/// `mean_transfer_gradient`; the cosine of a zero vector is 0, and without members
-/// only the transfer term counts. A high score marks a sample whose direction the
+/// `mean_transfer_gradient`; the cosine of a zero vector is 0, without members
+/// only the transfer term counts, and an empty `mean_transfer_gradient` (a round
+/// without transfer samples) adds no transfer term. A high score marks a sample whose direction the
 /// library already has.
 ///
 /// Newcomers are admitted in ascending score order while there is room; once the
@@ -340,7 +348,8 @@ fn cosine(a: &[f32], b: &[f64], minus: Option<&[f32]>) -> f32 {
 /// that, newcomers of classes below the floor are admitted first (lowest scores
 /// first), evicting evictable members if need be. The result never exceeds
 /// `config.capacity`, holds `min(capacity, members + newcomers)` samples, and
-/// depends only on its inputs and the state of `rng`.
+/// depends only on its inputs and the state of `rng`. An error if there are more
+/// members than the capacity or the gradients differ in length.
 pub fn select_gradient_based(
     members: &[Candidate<'_>],
     newcomers: &[Candidate<'_>],
@@ -355,7 +364,14 @@ pub fn select_gradient_based(
             capacity,
         });
     }
-    let dim = mean_transfer_gradient.len();
+    let dim = match mean_transfer_gradient {
+        [] => members
+            .iter()
+            .chain(newcomers)
+            .next()
+            .map_or(0, |c| c.gradient.len()),
+        mean => mean.len(),
+    };
     if let Some(c) = members
         .iter()
         .chain(newcomers)
@@ -733,6 +749,31 @@ mod tests {
                 found: 2
             }
         );
+        // Without a transfer mean, the candidates must still agree among themselves.
+        let members = candidates(&grads, &classes);
+        let longer = vec![vec![0.0, 1.0, 0.0]];
+        let odd = candidates(&longer, &classes);
+        assert!(select_gradient_based(&members, &odd, &[], &cfg, &mut cfg.rng()).is_err());
+    }
+
+    #[test]
+    fn empty_transfer_mean_scores_against_the_library_only() {
+        let dim = 3;
+        let member_grads = vec![axis(dim, 0), axis(dim, 1)];
+        let newcomer_grads = vec![axis(dim, 0), axis(dim, 2)];
+        let classes = vec![vec![0]; 2];
+        let members = candidates(&member_grads, &classes);
+        let newcomers = candidates(&newcomer_grads, &classes);
+        let cfg = config(3);
+        let sel = select_gradient_based(&members, &newcomers, &[], &cfg, &mut cfg.rng())
+            .expect("an empty mean is allowed");
+        assert!(sel.scores_newcomers[0] > 0.7, "repeats a library direction");
+        assert_eq!(sel.scores_newcomers[1], 0.0, "a new direction");
+        assert_eq!(
+            sel.admitted,
+            vec![1],
+            "one free place, for the novel sample"
+        );
     }
 
     #[test]
@@ -784,6 +825,23 @@ mod tests {
         let mut empty: HistoryLibrary<char> = HistoryLibrary::new(config(8));
         assert!(empty.next_batch_indices(3).is_empty());
         assert!(empty.next_batch(3).is_empty());
+    }
+
+    #[test]
+    fn update_rng_changes_with_samples_seen() {
+        let mut lib = HistoryLibrary::with_members(config(4), vec![1, 2]).expect("within capacity");
+        let before: u64 = lib.update_rng().random();
+        assert_eq!(before, lib.update_rng().random::<u64>(), "reproducible");
+        let selection = Selection {
+            kept_members: vec![0, 1],
+            ..Selection::default()
+        };
+        lib.apply(selection, vec![3]).expect("valid selection");
+        assert_ne!(
+            before,
+            lib.update_rng().random::<u64>(),
+            "a new round draws afresh"
+        );
     }
 
     #[test]

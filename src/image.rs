@@ -68,7 +68,11 @@ impl Image {
     /// An image from 8-bit RGB bytes.
     pub fn from_rgb8(width: usize, height: usize, rgb: &[u8]) -> Result<Self, ImageError> {
         check_size(width, height, 3, rgb.len())?;
-        Self::from_rgb(width, height, rgb.iter().map(|&v| v as f32 / 255.0).collect())
+        Self::from_rgb(
+            width,
+            height,
+            rgb.iter().map(|&v| v as f32 / 255.0).collect(),
+        )
     }
 
     /// A single-colour image.
@@ -124,9 +128,11 @@ impl Image {
                 let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (self.width - 1) as f32);
                 let (x0, wx) = (fx.floor() as usize, fx.fract());
                 let x1 = (x0 + 1).min(self.width - 1);
-                let [a, b, c, d] = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| self.get(x, y));
+                let [a, b, c, d] =
+                    [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| self.get(x, y));
                 let rgb = std::array::from_fn(|k| {
-                    (a[k] * (1.0 - wx) + b[k] * wx) * (1.0 - wy) + (c[k] * (1.0 - wx) + d[k] * wx) * wy
+                    (a[k] * (1.0 - wx) + b[k] * wx) * (1.0 - wy)
+                        + (c[k] * (1.0 - wx) + d[k] * wx) * wy
                 });
                 out.set(x, y, rgb);
             }
@@ -148,7 +154,12 @@ impl Image {
     }
 }
 
-fn check_size(width: usize, height: usize, channels: usize, actual: usize) -> Result<(), ImageError> {
+fn check_size(
+    width: usize,
+    height: usize,
+    channels: usize,
+    actual: usize,
+) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::Empty { width, height });
     }
@@ -180,9 +191,19 @@ mod tests {
     fn wrong_buffer_sizes_are_reported() {
         assert!(matches!(
             Image::from_rgba8(2, 2, &[0; 15]),
-            Err(ImageError::SizeMismatch { expected: 16, actual: 15, .. })
+            Err(ImageError::SizeMismatch {
+                expected: 16,
+                actual: 15,
+                ..
+            })
         ));
-        assert_eq!(Image::from_rgb(0, 5, vec![]), Err(ImageError::Empty { width: 0, height: 5 }));
+        assert_eq!(
+            Image::from_rgb(0, 5, vec![]),
+            Err(ImageError::Empty {
+                width: 0,
+                height: 5
+            })
+        );
     }
 
     #[test]

@@ -3,18 +3,18 @@
 //! The method is specified in `METHOD.md` (shipped in the steering repository as
 //! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
 
+pub mod dataset;
+pub mod detector;
 pub mod formats;
 pub mod geometry;
 pub mod history;
+pub mod image;
 pub mod metrics;
+pub mod mixing;
 pub mod predict;
 pub mod sample;
+pub mod scenes;
 pub mod simulate;
 pub mod trainer;
 pub mod verdict;
 pub mod weights;
-pub mod mixing;
-pub mod image;
-pub mod dataset;
-pub mod detector;
-pub mod scenes;

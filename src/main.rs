@@ -24,7 +24,11 @@ use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_targe
 use veritune::weights::{load_fcos, save_fcos};
 
 #[derive(Parser)]
-#[command(name = "veritune", version, about = "Verdict-driven, gradient-mixed fine-tuning of object detectors")]
+#[command(
+    name = "veritune",
+    version,
+    about = "Verdict-driven, gradient-mixed fine-tuning of object detectors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -183,7 +187,11 @@ fn run(cli: Cli) -> CliResult {
                 batch_size,
                 learning_rate,
                 rule,
-                scope: if head_only { MixScope::Head } else { MixScope::All },
+                scope: if head_only {
+                    MixScope::Head
+                } else {
+                    MixScope::All
+                },
                 seed,
             };
             let targets = match (verdicts, simulate_user) {
@@ -216,7 +224,9 @@ fn run(cli: Cli) -> CliResult {
 
 fn check_input_size(input_size: usize) -> CliResult {
     if input_size == 0 || input_size % 32 != 0 {
-        return Err(format!("--input-size {input_size} must be a positive multiple of 32 (e.g. 256)"));
+        return Err(format!(
+            "--input-size {input_size} must be a positive multiple of 32 (e.g. 256)"
+        ));
     }
     Ok(())
 }
@@ -226,7 +236,9 @@ fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
     if classes.iter().any(|c| c.trim().is_empty()) {
         return Err("--classes has an empty class name: give names separated by commas".into());
     }
-    let model = FcosConfig::new(classes).with_input_size(input_size).init(&Device::flex());
+    let model = FcosConfig::new(classes)
+        .with_input_size(input_size)
+        .init(&Device::flex());
     write_model(&model, output)
 }
 
@@ -243,7 +255,8 @@ fn write_model(model: &Fcos, path: &Path) -> CliResult {
 fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     match path {
-        Some(path) => std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display())),
+        Some(path) => std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
         None => {
             println!("{text}");
             Ok(())
@@ -294,13 +307,23 @@ struct ImagePrediction {
     candidates: Option<Vec<PredictedBox>>,
 }
 
-fn predict(model: &Path, images: &[PathBuf], threshold: f32, with_candidates: bool, output: Option<&Path>) -> CliResult {
+fn predict(
+    model: &Path,
+    images: &[PathBuf],
+    threshold: f32,
+    with_candidates: bool,
+    output: Option<&Path>,
+) -> CliResult {
     if !(0.0..=1.0).contains(&threshold) {
         return Err(format!("--threshold {threshold} must be between 0 and 1"));
     }
     let model = load_model(model, &Device::flex())?;
     let names = &model.spec().class_names;
-    let decoded = images.iter().map(|p| read_image(p)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let decoded = images
+        .iter()
+        .map(|p| read_image(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     let refs: Vec<&Image> = decoded.iter().collect();
     let all = all_candidates(&model, &refs)?;
     let boxes = |detections: &[Detection]| -> Vec<PredictedBox> {
@@ -375,7 +398,11 @@ fn finetune(args: FinetuneArgs) -> CliResult {
         ..TargetConfig::default()
     };
     let targets: Vec<TrainingTarget> = match &args.targets {
-        TargetSource::GroundTruth => set.images.iter().map(|i| TrainingTarget::from_ground_truth(&i.boxes)).collect(),
+        TargetSource::GroundTruth => set
+            .images
+            .iter()
+            .map(|i| TrainingTarget::from_ground_truth(&i.boxes))
+            .collect(),
         TargetSource::SimulatedUser => {
             let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
             let all = all_candidates(&model, &refs)?;
@@ -410,22 +437,31 @@ fn finetune(args: FinetuneArgs) -> CliResult {
             .iter()
             .map(|i| Sample::from_ground_truth(&i.image, &i.boxes, &spec))
             .collect();
-        history = HistoryLibrary::with_members(HistoryConfig::default(), members).map_err(|e| format!("{}: {e}", annotations.display()))?;
+        history = HistoryLibrary::with_members(HistoryConfig::default(), members)
+            .map_err(|e| format!("{}: {e}", annotations.display()))?;
     } else if args.config.rule.needs_history() {
-        eprintln!("veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning");
+        eprintln!(
+            "veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning"
+        );
     }
     let bar = progress(0, "training");
-    let outcome = train(model, args.config, &transfer, &mut history, |record, total| {
-        bar.set_length(total as u64);
-        bar.set_message(format!(
-            "epoch {} loss {:.3} s {:+.2}",
-            record.epoch + 1,
-            record.transfer_loss,
-            record.mix.similarity
-        ));
-        bar.inc(1);
-        Control::Continue
-    })
+    let outcome = train(
+        model,
+        args.config,
+        &transfer,
+        &mut history,
+        |record, total| {
+            bar.set_length(total as u64);
+            bar.set_message(format!(
+                "epoch {} loss {:.3} s {:+.2}",
+                record.epoch + 1,
+                record.transfer_loss,
+                record.mix.similarity
+            ));
+            bar.inc(1);
+            Control::Continue
+        },
+    )
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let skipped = outcome.records.iter().filter(|r| r.skipped).count();
@@ -436,7 +472,11 @@ fn finetune(args: FinetuneArgs) -> CliResult {
     if let Some(path) = args.records {
         write_json(&outcome.records, Some(path))?;
     }
-    eprintln!("veritune: {} steps, adapted weights written to {}", outcome.records.len(), args.output.display());
+    eprintln!(
+        "veritune: {} steps, adapted weights written to {}",
+        outcome.records.len(),
+        args.output.display()
+    );
     Ok(())
 }
 
@@ -485,7 +525,11 @@ fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -
     let names = &model.spec().class_names;
     let report = mean_average_precision(&evals, names.len(), iou);
     let out = EvalReport {
-        classes: names.iter().cloned().zip(report.per_class.iter().copied()).collect(),
+        classes: names
+            .iter()
+            .cloned()
+            .zip(report.per_class.iter().copied())
+            .collect(),
         mean: report.mean,
     };
     if json {

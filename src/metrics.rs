@@ -384,6 +384,30 @@ mod tests {
     }
 
     #[test]
+    fn recall_levels_round_as_numpys_linspace() {
+        // Ten objects found by ranks 1-7 and 9-11, rank 8 a miss. Level 70 of
+        // numpy's linspace is 0.7000000000000001, above recall 7/10, so it
+        // takes the precision at rank 9 (10/11), not at rank 7 (1).
+        let ground_truth: Vec<LabeledBox> =
+            (0..10).map(|i| truth(20.0 * i as f32, 0.0, 0)).collect();
+        let mut detections: Vec<Detection> = ground_truth
+            .iter()
+            .enumerate()
+            .map(|(rank, g)| detect(g.bbox, 0, 1.0 - rank as f32 / 100.0))
+            .collect();
+        detections.push(detect(BBox::from_xywh(0.0, 300.0, 10.0, 10.0), 0, 0.935));
+        let report = mean_average_precision(
+            &[ImageEval {
+                detections,
+                ground_truth,
+            }],
+            1,
+            0.5,
+        );
+        assert_close(report.mean, (70.0 + 31.0 * 10.0 / 11.0) / 101.0);
+    }
+
+    #[test]
     fn class_without_ground_truth_is_undefined_and_left_out_of_the_mean() {
         let ground_truth = vec![truth(0.0, 0.0, 0)];
         let detections = vec![

@@ -109,7 +109,9 @@ impl fmt::Display for MixingRule {
 
 /// A mixing rule name that is not one of ours.
 #[derive(Debug, Error, PartialEq)]
-#[error("unknown mixing rule '{0}': use one of symmetric (the default), transfer-only, replay, agem, pcgrad, smooth")]
+#[error(
+    "unknown mixing rule '{0}': use one of symmetric (the default), transfer-only, replay, agem, pcgrad, smooth"
+)]
 pub struct UnknownRule(pub String);
 
 impl FromStr for MixingRule {
@@ -232,8 +234,14 @@ pub fn gradient_stats<M: Module>(
             if self.scope.is_some_and(|scope| !scope.contains(&param.id)) {
                 return;
             }
-            let t = self.g_t.get::<D>(param.id).map(|t| t.flatten::<1>(0, D - 1));
-            let h = self.g_h.get::<D>(param.id).map(|h| h.flatten::<1>(0, D - 1));
+            let t = self
+                .g_t
+                .get::<D>(param.id)
+                .map(|t| t.flatten::<1>(0, D - 1));
+            let h = self
+                .g_h
+                .get::<D>(param.id)
+                .map(|h| h.flatten::<1>(0, D - 1));
             let zero = || Tensor::<1>::zeros([1], &param.val().device());
             let sums = match (t, h) {
                 (None, None) => return,
@@ -393,7 +401,10 @@ mod tests {
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64) * (*y as f64))
+            .sum()
     }
 
     /// Mixes two hand-built gradients through the tensor path; returns the

@@ -22,7 +22,11 @@ pub async fn candidates<M: Detector>(
     batch_size: usize,
 ) -> Result<Vec<Vec<Detection>>, String> {
     let model = model.clone().no_grad();
-    let device = model.devices().into_iter().next().unwrap_or_else(Device::flex);
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex);
     let spec = model.spec().clone();
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch_size.max(1)) {

@@ -48,7 +48,11 @@ impl Sample {
 }
 
 /// The input tensor and the targets of a batch of samples.
-pub fn batch(spec: &DetectorSpec, samples: &[&Sample], device: &Device) -> (Tensor<4>, Vec<TrainingTarget>) {
+pub fn batch(
+    spec: &DetectorSpec,
+    samples: &[&Sample],
+    device: &Device,
+) -> (Tensor<4>, Vec<TrainingTarget>) {
     let images: Vec<&Image> = samples.iter().map(|s| &s.image).collect();
     let targets = samples.iter().map(|s| s.target.clone()).collect();
     (input_batch(spec, &images, device), targets)

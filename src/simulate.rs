@@ -9,7 +9,11 @@ use crate::verdict::{ImageVerdicts, Judgement, ShownBox};
 /// object of its class with IoU at least `iou_threshold` is confirmed (the
 /// best-overlapping one is claimed), any other shown box is rejected, and
 /// every object left unclaimed is drawn.
-pub fn simulated_verdicts(shown: &[Detection], ground_truth: &[LabeledBox], iou_threshold: f32) -> ImageVerdicts {
+pub fn simulated_verdicts(
+    shown: &[Detection],
+    ground_truth: &[LabeledBox],
+    iou_threshold: f32,
+) -> ImageVerdicts {
     let mut shown = shown.to_vec();
     sort_by_score(&mut shown);
     let mut claimed = vec![false; ground_truth.len()];
@@ -51,22 +55,47 @@ mod tests {
 
     #[test]
     fn the_simulated_user_confirms_rejects_and_draws_from_the_truth() {
-        let cat = LabeledBox { bbox: BBox::new(0.0, 0.0, 10.0, 10.0), class: 0 };
-        let dog = LabeledBox { bbox: BBox::new(50.0, 50.0, 70.0, 70.0), class: 1 };
+        let cat = LabeledBox {
+            bbox: BBox::new(0.0, 0.0, 10.0, 10.0),
+            class: 0,
+        };
+        let dog = LabeledBox {
+            bbox: BBox::new(50.0, 50.0, 70.0, 70.0),
+            class: 1,
+        };
         let shown = [
-            Detection { bbox: BBox::new(1.0, 0.0, 10.0, 10.0), class: 0, score: 0.9 },
+            Detection {
+                bbox: BBox::new(1.0, 0.0, 10.0, 10.0),
+                class: 0,
+                score: 0.9,
+            },
             // A duplicate of the cat: the object is already claimed.
-            Detection { bbox: BBox::new(0.0, 1.0, 10.0, 10.0), class: 0, score: 0.8 },
+            Detection {
+                bbox: BBox::new(0.0, 1.0, 10.0, 10.0),
+                class: 0,
+                score: 0.8,
+            },
             // Right place, wrong class.
-            Detection { bbox: BBox::new(50.0, 50.0, 70.0, 70.0), class: 0, score: 0.7 },
+            Detection {
+                bbox: BBox::new(50.0, 50.0, 70.0, 70.0),
+                class: 0,
+                score: 0.7,
+            },
         ];
         let v = simulated_verdicts(&shown, &[cat, dog], 0.5);
         let judgements: Vec<_> = v.shown.iter().map(|s| s.judgement.unwrap()).collect();
         assert_eq!(
             judgements,
-            vec![Judgement::Confirmed, Judgement::Rejected, Judgement::Rejected]
+            vec![
+                Judgement::Confirmed,
+                Judgement::Rejected,
+                Judgement::Rejected
+            ]
         );
         assert_eq!(v.drawn, vec![dog]);
-        assert_eq!(v.categories(), vec![Category::MissedDetection, Category::FalseDetection]);
+        assert_eq!(
+            v.categories(),
+            vec![Category::MissedDetection, Category::FalseDetection]
+        );
     }
 }

@@ -79,7 +79,9 @@ pub enum TrainError {
     #[error("there are no transfer samples: give verdicts on at least one image before training")]
     NoTransferSamples,
     /// A zero batch size or epoch count.
-    #[error("batch size and epochs must be at least 1 (got batch size {batch_size}, epochs {epochs})")]
+    #[error(
+        "batch size and epochs must be at least 1 (got batch size {batch_size}, epochs {epochs})"
+    )]
     EmptySchedule {
         /// The batch size asked for.
         batch_size: usize,
@@ -166,13 +168,17 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
 
     /// The model as of the last completed step.
     pub fn model(&self) -> &M {
-        self.model.as_ref().expect("the model is only taken during a step")
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
     }
 
     /// Ends the run (finished or cancelled) and returns the model as of the
     /// last completed step.
     pub fn into_model(mut self) -> M {
-        self.model.take().expect("the model is only taken during a step")
+        self.model
+            .take()
+            .expect("the model is only taken during a step")
     }
 
     /// Runs the next step: `g_t` and `g_h` at the same parameters, the mix,
@@ -197,7 +203,10 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             Vec::new()
         };
 
-        let model = self.model.take().expect("the model is present between steps");
+        let model = self
+            .model
+            .take()
+            .expect("the model is present between steps");
         let device = model_device(&model);
         let (loss_t, g_t) = loss_and_gradients(&model, &transfer, &device);
         let (loss_h, g_h) = if history.is_empty() {
@@ -208,12 +217,17 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             (Some(loss), grads)
         };
 
-        let mut readout = vec![loss_t.clone(), loss_h.clone().unwrap_or_else(|| loss_t.zeros_like())];
+        let mut readout = vec![
+            loss_t.clone(),
+            loss_h.clone().unwrap_or_else(|| loss_t.zeros_like()),
+        ];
         if let Some(stats) = gradient_stats(&model, &g_t, &g_h, self.scope.as_ref()) {
             readout.push(stats);
         }
         let values = match Tensor::cat(readout, 0).into_data_async().await {
-            Ok(data) => data.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}"))),
+            Ok(data) => data
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Device(format!("{e:?}"))),
             Err(e) => Err(TrainError::Device(format!("{e:?}"))),
         };
         let values = match values {
@@ -259,7 +273,11 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
 }
 
 fn model_device<M: Module>(model: &M) -> Device {
-    model.devices().into_iter().next().unwrap_or_else(Device::flex)
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex)
 }
 
 /// The loss of `model` on `samples` (a one-element tensor) and its gradients.
@@ -330,14 +348,20 @@ pub fn mean_loss<M: Detector>(model: &M, samples: &[Sample], batch_size: usize) 
     for chunk in samples.chunks(batch_size.max(1)) {
         let refs: Vec<&Sample> = chunk.iter().collect();
         let (images, targets) = batch(model.spec(), &refs, &device);
-        let loss: f32 = model.loss(model.forward(images), &targets).total.into_scalar();
+        let loss: f32 = model
+            .loss(model.forward(images), &targets)
+            .total
+            .into_scalar();
         total += loss as f64 * chunk.len() as f64;
     }
     total / samples.len().max(1) as f64
 }
 
 /// The head-parameter gradient of the loss on one sample, flattened.
-pub async fn sample_gradient<M: Detector>(model: &M, sample: &Sample) -> Result<Vec<f32>, TrainError> {
+pub async fn sample_gradient<M: Detector>(
+    model: &M,
+    sample: &Sample,
+) -> Result<Vec<f32>, TrainError> {
     let device = model_device(model);
     let (_, grads) = loss_and_gradients(model, &[sample], &device);
     let head: HashSet<ParamId> = model.head_param_ids().into_iter().collect();
@@ -346,7 +370,8 @@ pub async fn sample_gradient<M: Detector>(model: &M, sample: &Sample) -> Result<
         .into_data_async()
         .await
         .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-    data.try_to_vec::<f32>().map_err(|e| TrainError::Device(format!("{e:?}")))
+    data.try_to_vec::<f32>()
+        .map_err(|e| TrainError::Device(format!("{e:?}")))
 }
 
 /// Updates the history library after a round: the transfer samples compete
@@ -358,7 +383,7 @@ pub async fn update_history<M: Detector>(
     newcomers: Vec<Sample>,
     policy: HistoryPolicy,
 ) -> Result<(), TrainError> {
-    let mut rng = library.config().rng();
+    let mut rng = library.update_rng();
     let selection = match policy {
         HistoryPolicy::Reservoir => select_reservoir(
             library.seen(),
@@ -383,8 +408,11 @@ pub async fn update_history<M: Detector>(
                     *m += v / newcomer_grads.len() as f32;
                 }
             }
-            let member_classes: Vec<Vec<usize>> =
-                library.members().iter().map(|s| s.target.classes()).collect();
+            let member_classes: Vec<Vec<usize>> = library
+                .members()
+                .iter()
+                .map(|s| s.target.classes())
+                .collect();
             let newcomer_classes: Vec<Vec<usize>> =
                 newcomers.iter().map(|s| s.target.classes()).collect();
             select_gradient_based(

@@ -212,7 +212,9 @@ pub fn build_target(
             (Judgement::Rejected, _) => target.negatives.push(shown.detection.bbox),
             (_, Some(user)) => {
                 check_user_box(&user.bbox)?;
-                target.positives.push(relabel_confirmed(user, candidates, config));
+                target
+                    .positives
+                    .push(relabel_confirmed(user, candidates, config));
             }
             (_, None) => unreachable!("confirmed and corrected boxes always have a user label"),
         }
@@ -406,8 +408,8 @@ mod tests {
             bbox: BBox::new(5.0, 5.0, 5.0, 9.0),
             class: 0,
         };
-        let err = build_target(&verdicts(vec![], vec![flat]), &[], &TargetConfig::default())
-            .unwrap_err();
+        let err =
+            build_target(&verdicts(vec![], vec![flat]), &[], &TargetConfig::default()).unwrap_err();
         assert!(err.to_string().contains("no area"));
     }
 }

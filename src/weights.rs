@@ -27,13 +27,19 @@ pub const FORMAT_VERSION: &str = "1";
 #[derive(Debug, Error)]
 pub enum WeightsError {
     /// The bytes are not a burnpack file, or are truncated.
-    #[error("the weights are not a readable burnpack file ({0}): the file may be truncated or of another format")]
+    #[error(
+        "the weights are not a readable burnpack file ({0}): the file may be truncated or of another format"
+    )]
     Unreadable(String),
     /// The file is burnpack but not one written by veritune.
-    #[error("the weights file has no '{0}' entry: it was not written by veritune, export it again from veritune")]
+    #[error(
+        "the weights file has no '{0}' entry: it was not written by veritune, export it again from veritune"
+    )]
     MissingMetadata(&'static str),
     /// The file was written by a newer veritune.
-    #[error("the weights file has format version {found} but this veritune reads version {FORMAT_VERSION}: update veritune")]
+    #[error(
+        "the weights file has format version {found} but this veritune reads version {FORMAT_VERSION}: update veritune"
+    )]
     NewerFormat {
         /// The version found.
         found: String,

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Scene, SIZE, scene};
+use common::{SIZE, Scene, scene};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
@@ -32,10 +32,20 @@ fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
     let mut images = Vec::new();
     for i in 0..n {
         let (image, target) = scene(kind, &mut rng);
-        let bytes: Vec<u8> = image.pixels().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8).collect();
+        let bytes: Vec<u8> = image
+            .pixels()
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8)
+            .collect();
         let file_name = format!("scène {i}.png");
-        ::image::save_buffer(dir.join(&file_name), &bytes, SIZE as u32, SIZE as u32, ::image::ExtendedColorType::Rgb8)
-            .expect("png");
+        ::image::save_buffer(
+            dir.join(&file_name),
+            &bytes,
+            SIZE as u32,
+            SIZE as u32,
+            ::image::ExtendedColorType::Rgb8,
+        )
+        .expect("png");
         images.push(CocoImage {
             file_name,
             width: SIZE as u32,
@@ -60,7 +70,15 @@ fn text(bytes: &[u8]) -> String {
 fn init_predict_finetune_eval() {
     let dir = workdir("loop");
     let model = dir.join("meta.bpk");
-    let out = veritune(&["init", "--classes", "square,ring", "--input-size", "64", "--output", model.to_str().unwrap()]);
+    let out = veritune(&[
+        "init",
+        "--classes",
+        "square,ring",
+        "--input-size",
+        "64",
+        "--output",
+        model.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let transfer = dir.join("transfer");
@@ -71,7 +89,15 @@ fn init_predict_finetune_eval() {
     let history_annotations = write_set(&history, Scene::Old, 4, 2);
 
     let image = transfer.join("scène 0.png");
-    let out = veritune(&["predict", "--model", model.to_str().unwrap(), image.to_str().unwrap(), "--threshold", "0.0", "--candidates"]);
+    let out = veritune(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--threshold",
+        "0.0",
+        "--candidates",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("predict prints JSON");
     assert_eq!(json[0]["width"], 64);
@@ -80,21 +106,48 @@ fn init_predict_finetune_eval() {
     let adapted = dir.join("adapted.bpk");
     let records = dir.join("steps.json");
     let out = veritune(&[
-        "finetune", "--model", model.to_str().unwrap(),
-        "--images", transfer.to_str().unwrap(), "--annotations", annotations.to_str().unwrap(),
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        transfer.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
         "--simulate-user",
-        "--history-images", history.to_str().unwrap(), "--history-annotations", history_annotations.to_str().unwrap(),
-        "--epochs", "2", "--batch-size", "2",
-        "--output", adapted.to_str().unwrap(), "--records", records.to_str().unwrap(),
+        "--history-images",
+        history.to_str().unwrap(),
+        "--history-annotations",
+        history_annotations.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--output",
+        adapted.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_ne!(std::fs::read(&adapted).unwrap(), std::fs::read(&model).unwrap());
-    let steps: serde_json::Value = serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    assert_ne!(
+        std::fs::read(&adapted).unwrap(),
+        std::fs::read(&model).unwrap()
+    );
+    let steps: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
     assert_eq!(steps.as_array().map(Vec::len), Some(4));
     assert!(steps[0]["history_loss"].is_number());
     assert!(steps[0]["mix"]["similarity"].is_number());
 
-    let out = veritune(&["eval", "--model", adapted.to_str().unwrap(), "--images", transfer.to_str().unwrap(), "--annotations", annotations.to_str().unwrap(), "--json"]);
+    let out = veritune(&[
+        "eval",
+        "--model",
+        adapted.to_str().unwrap(),
+        "--images",
+        transfer.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mean = report["mean"].as_f64().expect("mean");
@@ -116,7 +169,19 @@ fn failure(args: &[&str]) -> String {
 fn bad_input_gets_a_one_line_message_naming_the_file() {
     let dir = workdir("errors");
     let model = dir.join("meta.bpk");
-    assert!(veritune(&["init", "--classes", "square,ring", "--input-size", "64", "--output", model.to_str().unwrap()]).status.success());
+    assert!(
+        veritune(&[
+            "init",
+            "--classes",
+            "square,ring",
+            "--input-size",
+            "64",
+            "--output",
+            model.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
     let model = model.to_str().unwrap();
 
     let missing = failure(&["predict", "--model", "absent.bpk", "x.png"]);
@@ -125,7 +190,10 @@ fn bad_input_gets_a_one_line_message_naming_the_file() {
     let junk = dir.join("junk.bpk");
     std::fs::write(&junk, b"0123456789").unwrap();
     let message = failure(&["predict", "--model", junk.to_str().unwrap(), "x.png"]);
-    assert!(message.contains("junk.bpk") && message.contains("burnpack"), "{message}");
+    assert!(
+        message.contains("junk.bpk") && message.contains("burnpack"),
+        "{message}"
+    );
 
     let not_image = dir.join("notes.png");
     std::fs::write(&not_image, b"hello").unwrap();
@@ -134,10 +202,88 @@ fn bad_input_gets_a_one_line_message_naming_the_file() {
 
     let bad_json = dir.join("bad.json");
     std::fs::write(&bad_json, b"{\"images\": [").unwrap();
-    let message = failure(&["eval", "--model", model, "--images", dir.to_str().unwrap(), "--annotations", bad_json.to_str().unwrap()]);
+    let message = failure(&[
+        "eval",
+        "--model",
+        model,
+        "--images",
+        dir.to_str().unwrap(),
+        "--annotations",
+        bad_json.to_str().unwrap(),
+    ]);
     assert!(message.contains("bad.json"), "{message}");
 
-    let message = failure(&["init", "--classes", "a", "--input-size", "50", "--output", "x.bpk"]);
+    let message = failure(&[
+        "init",
+        "--classes",
+        "a",
+        "--input-size",
+        "50",
+        "--output",
+        "x.bpk",
+    ]);
     assert!(message.contains("multiple of 32"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn finetune_reads_verdicts_and_names_an_image_without_them() {
+    use veritune::geometry::{BBox, LabeledBox};
+    use veritune::verdict::ImageVerdicts;
+    let dir = workdir("verdicts");
+    let model = dir.join("meta.bpk");
+    assert!(
+        veritune(&[
+            "init",
+            "--classes",
+            "square,ring",
+            "--input-size",
+            "64",
+            "--output",
+            model.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let annotations = write_set(&dir, Scene::New, 2, 3);
+    let drawn = |x: f32| ImageVerdicts {
+        shown: Vec::new(),
+        drawn: vec![LabeledBox {
+            bbox: BBox::new(x, x, x + 20.0, x + 20.0),
+            class: 1,
+        }],
+    };
+    let mut verdicts = std::collections::BTreeMap::from([("scène 0.png".to_string(), drawn(4.0))]);
+    let file = dir.join("verdicts.json");
+    std::fs::write(&file, serde_json::to_string(&verdicts).unwrap()).unwrap();
+    let adapted = dir.join("adapted.bpk");
+    let args = [
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        dir.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--verdicts",
+        file.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--rule",
+        "transfer-only",
+        "--output",
+        adapted.to_str().unwrap(),
+    ];
+    let message = failure(&args);
+    assert!(
+        message.contains("verdicts.json") && message.contains("scène 1.png"),
+        "{message}"
+    );
+
+    verdicts.insert("scène 1.png".to_string(), drawn(30.0));
+    std::fs::write(&file, serde_json::to_string(&verdicts).unwrap()).unwrap();
+    let out = veritune(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(adapted.is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -32,16 +32,22 @@ fn fine_tune(seed: u64, rule: MixingRule) -> (Figures, Figures) {
         seed,
         ..TrainConfig::default()
     };
-    let meta = train(tiny_detector(&device), pretrain, &old_train, &mut empty, |_, _| Control::Continue)
-        .expect("pretraining runs")
-        .model;
+    let meta = train(
+        tiny_detector(&device),
+        pretrain,
+        &old_train,
+        &mut empty,
+        |_, _| Control::Continue,
+    )
+    .expect("pretraining runs")
+    .model;
     let before = Figures {
         old_loss: mean_loss(&meta, &old_test, 8),
         new_loss: mean_loss(&meta, &new_test, 8),
     };
 
-    let mut history = HistoryLibrary::with_members(HistoryConfig::default(), old_train)
-        .expect("history fits");
+    let mut history =
+        HistoryLibrary::with_members(HistoryConfig::default(), old_train).expect("history fits");
     let config = TrainConfig {
         epochs: 12,
         learning_rate: 2e-3,
@@ -49,9 +55,11 @@ fn fine_tune(seed: u64, rule: MixingRule) -> (Figures, Figures) {
         seed,
         ..TrainConfig::default()
     };
-    let adapted = train(meta, config, &new_train, &mut history, |_, _| Control::Continue)
-        .expect("fine-tuning runs")
-        .model;
+    let adapted = train(meta, config, &new_train, &mut history, |_, _| {
+        Control::Continue
+    })
+    .expect("fine-tuning runs")
+    .model;
     let after = Figures {
         old_loss: mean_loss(&adapted, &old_test, 8),
         new_loss: mean_loss(&adapted, &new_test, 8),
@@ -66,7 +74,12 @@ fn symmetric_mixing_forgets_less_than_transfer_only() {
         let (_, mixed) = fine_tune(seed, MixingRule::Symmetric);
         println!(
             "seed {seed}: meta-model old {:.3} new {:.3} | transfer-only old {:.3} new {:.3} | symmetric old {:.3} new {:.3}",
-            before.old_loss, before.new_loss, plain.old_loss, plain.new_loss, mixed.old_loss, mixed.new_loss
+            before.old_loss,
+            before.new_loss,
+            plain.old_loss,
+            plain.new_loss,
+            mixed.old_loss,
+            mixed.new_loss
         );
         assert!(
             mixed.old_loss < 0.7 * plain.old_loss,

@@ -10,7 +10,7 @@ use veritune::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use veritune::image::Image;
 use veritune::mixing::{MixScope, MixingRule};
 use veritune::sample::Sample;
-use veritune::trainer::{Control, TrainConfig, TrainError, update_history, train};
+use veritune::trainer::{Control, TrainConfig, TrainError, train, update_history};
 
 fn config(rule: MixingRule) -> TrainConfig {
     TrainConfig {
@@ -24,7 +24,8 @@ fn config(rule: MixingRule) -> TrainConfig {
 }
 
 fn history() -> HistoryLibrary<Sample> {
-    HistoryLibrary::with_members(HistoryConfig::default(), samples(Scene::Old, 8, 11)).expect("fits")
+    HistoryLibrary::with_members(HistoryConfig::default(), samples(Scene::Old, 8, 11))
+        .expect("fits")
 }
 
 #[test]
@@ -32,10 +33,16 @@ fn every_step_is_recorded_with_its_mix() {
     let device = Device::flex().autodiff();
     let transfer = samples(Scene::New, 10, 1);
     let mut seen = Vec::new();
-    let outcome = train(tiny_detector(&device), config(MixingRule::Symmetric), &transfer, &mut history(), |record, total| {
-        seen.push((record.step, total));
-        Control::Continue
-    })
+    let outcome = train(
+        tiny_detector(&device),
+        config(MixingRule::Symmetric),
+        &transfer,
+        &mut history(),
+        |record, total| {
+            seen.push((record.step, total));
+            Control::Continue
+        },
+    )
     .expect("trains");
     // 10 samples in batches of 4: 3 steps per epoch, 2 epochs.
     assert_eq!(seen, (0..6).map(|s| (s, 6)).collect::<Vec<_>>());
@@ -56,10 +63,20 @@ fn the_same_seed_gives_the_same_model_and_cancelling_keeps_the_last_step() {
     let start = tiny_detector(&device);
     let run = |steps: usize| {
         let mut done = 0;
-        train(start.clone(), config(MixingRule::Symmetric), &transfer, &mut history(), |_, _| {
-            done += 1;
-            if done >= steps { Control::Cancel } else { Control::Continue }
-        })
+        train(
+            start.clone(),
+            config(MixingRule::Symmetric),
+            &transfer,
+            &mut history(),
+            |_, _| {
+                done += 1;
+                if done >= steps {
+                    Control::Cancel
+                } else {
+                    Control::Continue
+                }
+            },
+        )
         .expect("trains")
     };
     let full_a = run(usize::MAX);
@@ -81,11 +98,15 @@ fn a_non_finite_step_is_skipped_and_the_weights_kept() {
     let device = Device::flex().autodiff();
     let mut transfer = samples(Scene::New, 4, 3);
     let size = transfer[0].image.width();
-    transfer[0].image = Image::from_rgb(size, size, vec![f32::NAN; size * size * 3]).expect("sized");
+    transfer[0].image =
+        Image::from_rgb(size, size, vec![f32::NAN; size * size * 3]).expect("sized");
     let start = tiny_detector(&device);
     let mut cfg = config(MixingRule::TransferOnly);
     cfg.epochs = 1;
-    let outcome = train(start.clone(), cfg, &transfer, &mut history(), |_, _| Control::Continue).expect("trains");
+    let outcome = train(start.clone(), cfg, &transfer, &mut history(), |_, _| {
+        Control::Continue
+    })
+    .expect("trains");
     assert_eq!(outcome.records.len(), 1);
     assert!(outcome.records[0].skipped);
     assert_eq!(parameters(&outcome.model), parameters(&start));
@@ -94,15 +115,27 @@ fn a_non_finite_step_is_skipped_and_the_weights_kept() {
 #[test]
 fn training_without_samples_or_with_an_empty_schedule_is_refused() {
     let device = Device::flex().autodiff();
-    let err = train(tiny_detector(&device), config(MixingRule::Symmetric), &[], &mut history(), |_, _| Control::Continue)
-        .err()
-        .expect("refused");
+    let err = train(
+        tiny_detector(&device),
+        config(MixingRule::Symmetric),
+        &[],
+        &mut history(),
+        |_, _| Control::Continue,
+    )
+    .err()
+    .expect("refused");
     assert!(matches!(err, TrainError::NoTransferSamples));
     let mut cfg = config(MixingRule::Symmetric);
     cfg.batch_size = 0;
-    let err = train(tiny_detector(&device), cfg, &samples(Scene::New, 2, 4), &mut history(), |_, _| Control::Continue)
-        .err()
-        .expect("refused");
+    let err = train(
+        tiny_detector(&device),
+        cfg,
+        &samples(Scene::New, 2, 4),
+        &mut history(),
+        |_, _| Control::Continue,
+    )
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("batch size"), "{err}");
 }
 
@@ -115,8 +148,14 @@ fn head_only_scope_mixes_with_a_different_similarity() {
     let mut head = all.clone();
     head.scope = MixScope::Head;
     let model = tiny_detector(&device);
-    let a = train(model.clone(), all, &transfer, &mut history(), |_, _| Control::Continue).expect("trains");
-    let h = train(model, head, &transfer, &mut history(), |_, _| Control::Continue).expect("trains");
+    let a = train(model.clone(), all, &transfer, &mut history(), |_, _| {
+        Control::Continue
+    })
+    .expect("trains");
+    let h = train(model, head, &transfer, &mut history(), |_, _| {
+        Control::Continue
+    })
+    .expect("trains");
     assert_eq!(a.records[0].transfer_loss, h.records[0].transfer_loss);
     assert_ne!(a.records[0].mix.similarity, h.records[0].mix.similarity);
     assert!(h.records[0].mix.norm_t < a.records[0].mix.norm_t);
@@ -131,11 +170,22 @@ fn the_history_library_takes_in_a_round_within_its_capacity() {
         ..HistoryConfig::default()
     };
     for policy in [HistoryPolicy::GradientBased, HistoryPolicy::Reservoir] {
-        let mut library = HistoryLibrary::with_members(config.clone(), samples(Scene::Old, 8, 6)).expect("fits");
+        let mut library =
+            HistoryLibrary::with_members(config.clone(), samples(Scene::Old, 8, 6)).expect("fits");
         let newcomers = samples(Scene::New, 6, 7);
-        pollster::block_on(update_history(&model, &mut library, newcomers.clone(), policy)).expect("updates");
+        pollster::block_on(update_history(
+            &model,
+            &mut library,
+            newcomers.clone(),
+            policy,
+        ))
+        .expect("updates");
         assert_eq!(library.len(), 10, "{policy}");
-        let admitted = library.members().iter().filter(|m| newcomers.contains(m)).count();
+        let admitted = library
+            .members()
+            .iter()
+            .filter(|m| newcomers.contains(m))
+            .count();
         assert!(admitted >= 1, "{policy}: no transfer sample became history");
     }
 }

@@ -8,7 +8,6 @@ use common::{parameters, tiny_detector};
 use veritune::detector::fcos::FcosConfig;
 use veritune::weights::{WeightsError, load_fcos, load_safetensors, save_fcos, to_safetensors};
 
-
 #[test]
 fn burnpack_round_trip_is_exact_and_keeps_the_configuration() {
     let device = Device::flex();

@@ -120,8 +120,8 @@ mod tests {
         let grid = grid_locations(64, 64, 8);
         let target = TrainingTarget::from_ground_truth(&[label(8.0, 8.0, 56.0, 56.0, 2)]);
         let a = assign(&grid, &target, 1.5);
-        // Centre (32, 32): cells at 20, 28, 36, 44 are within 12 px on each axis.
-        assert_eq!(a.num_positives(), 16);
+        // Centre (32, 32): only cells at 28 and 36 are closer than 12 px on each axis.
+        assert_eq!(a.num_positives(), 4);
         assert!(a.positives.iter().flatten().all(|p| p.class == 2));
     }
 
@@ -139,7 +139,11 @@ mod tests {
         let grid = grid_locations(64, 64, 8);
         let big = label(0.0, 0.0, 64.0, 64.0, 0);
         let small = label(24.0, 24.0, 40.0, 40.0, 1);
-        let a = assign(&grid, &TrainingTarget::from_ground_truth(&[big, small]), 1.5);
+        let a = assign(
+            &grid,
+            &TrainingTarget::from_ground_truth(&[big, small]),
+            1.5,
+        );
         let centre = 3 * 8 + 3;
         assert_eq!(a.positives[centre].map(|p| p.class), Some(1));
     }

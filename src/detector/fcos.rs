@@ -130,10 +130,21 @@ impl FcosConfig {
     }
 }
 
-fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
+fn conv(
+    channels_in: usize,
+    channels_out: usize,
+    kernel: usize,
+    stride: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(kernel / 2, kernel / 2, kernel / 2, kernel / 2))
+        .with_padding(PaddingConfig2d::Explicit(
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+        ))
         .init(device)
 }
 
@@ -145,7 +156,13 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
-    fn new(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Self {
+    fn new(
+        channels_in: usize,
+        channels_out: usize,
+        kernel: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Self {
         let groups = [8, 4, 2, 1]
             .into_iter()
             .find(|g| channels_out % g == 0)
@@ -218,8 +235,12 @@ impl Fcos {
             .iter()
             .flat_map(|l| [l.x, l.y, l.x, l.y])
             .collect();
-        let centres = Tensor::<3>::from_data(TensorData::new(centres, [1, locations.len(), 4]), &device);
-        let signs = Tensor::<3>::from_data(TensorData::new(vec![-1.0f32, -1.0, 1.0, 1.0], [1, 1, 4]), &device);
+        let centres =
+            Tensor::<3>::from_data(TensorData::new(centres, [1, locations.len(), 4]), &device);
+        let signs = Tensor::<3>::from_data(
+            TensorData::new(vec![-1.0f32, -1.0, 1.0, 1.0], [1, 1, 4]),
+            &device,
+        );
         let boxes = centres + distances.clone().mul_scalar(STRIDE as f32) * signs;
         (boxes, distances)
     }
@@ -257,7 +278,12 @@ impl Fcos {
                 classes[k * c + label.class] = 1.0;
                 let bb = label.bbox;
                 boxes[k * 4..k * 4 + 4].copy_from_slice(&[bb.x0, bb.y0, bb.x1, bb.y1]);
-                let sides = [location.x - bb.x0, location.y - bb.y0, bb.x1 - location.x, bb.y1 - location.y];
+                let sides = [
+                    location.x - bb.x0,
+                    location.y - bb.y0,
+                    bb.x1 - location.x,
+                    bb.y1 - location.y,
+                ];
                 for (d, side) in distances[k * 4..k * 4 + 4].iter_mut().zip(sides) {
                     *d = side.max(0.0) / location.stride;
                 }
@@ -291,7 +317,11 @@ impl Detector for Fcos {
             features.push(x.clone());
         }
         // Stage outputs at strides 8, 16 and 32.
-        let (c3, c4, c5) = (features[4].clone(), features[6].clone(), features[8].clone());
+        let (c3, c4, c5) = (
+            features[4].clone(),
+            features[6].clone(),
+            features[8].clone(),
+        );
         let up = |t: Tensor<4>| {
             interpolate(
                 t,
@@ -335,7 +365,8 @@ impl Detector for Fcos {
         let l1 = ((distances - targets_tensors.distances).abs() * positive)
             .sum()
             .div_scalar(normaliser);
-        let regression = giou.mul_scalar(self.config.giou_weight) + l1.mul_scalar(self.config.l1_weight);
+        let regression =
+            giou.mul_scalar(self.config.giou_weight) + l1.mul_scalar(self.config.l1_weight);
         DetectionLoss {
             total: classification.clone() + regression.clone(),
             classification,
@@ -364,7 +395,9 @@ mod tests {
     use burn::module::Module;
 
     fn tiny() -> FcosConfig {
-        FcosConfig::new(vec!["a".into(), "b".into()]).with_input_size(64).with_width(4)
+        FcosConfig::new(vec!["a".into(), "b".into()])
+            .with_input_size(64)
+            .with_width(4)
     }
 
     #[test]
@@ -389,8 +422,12 @@ mod tests {
     fn negative_regions_change_the_loss_only_where_assigned() {
         let device = Device::flex();
         let model = tiny().init(&device);
-        let images = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
-        let object = LabeledBox { bbox: BBox::new(8.0, 8.0, 40.0, 40.0), class: 0 };
+        let images =
+            Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+        let object = LabeledBox {
+            bbox: BBox::new(8.0, 8.0, 40.0, 40.0),
+            class: 0,
+        };
         let plain = TrainingTarget::from_ground_truth(&[object]);
         let with_negative = TrainingTarget {
             positives: vec![object],

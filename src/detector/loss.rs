@@ -15,8 +15,10 @@ pub fn sigmoid_focal_loss<const D: usize>(
     let p = sigmoid(logits.clone());
     let ce = -(targets.clone() * log_sigmoid(logits.clone())
         + (targets.ones_like() - targets.clone()) * log_sigmoid(-logits));
-    let p_t = p.clone() * targets.clone() + (p.ones_like() - p) * (targets.ones_like() - targets.clone());
-    let alpha_t = targets.clone().mul_scalar(alpha) + (targets.ones_like() - targets).mul_scalar(1.0 - alpha);
+    let p_t =
+        p.clone() * targets.clone() + (p.ones_like() - p) * (targets.ones_like() - targets.clone());
+    let alpha_t =
+        targets.clone().mul_scalar(alpha) + (targets.ones_like() - targets).mul_scalar(1.0 - alpha);
     let modulating = (p_t.ones_like() - p_t).clamp_min(0.0).powf_scalar(gamma);
     alpha_t * modulating * ce
 }
@@ -26,7 +28,12 @@ pub fn sigmoid_focal_loss<const D: usize>(
 pub fn giou_loss<const D: usize>(pred: Tensor<D>, target: Tensor<D>) -> Tensor<D> {
     let last = D - 1;
     let part = |t: &Tensor<D>, i: usize| t.clone().narrow(last, i, 1);
-    let (px0, py0, px1, py1) = (part(&pred, 0), part(&pred, 1), part(&pred, 2), part(&pred, 3));
+    let (px0, py0, px1, py1) = (
+        part(&pred, 0),
+        part(&pred, 1),
+        part(&pred, 2),
+        part(&pred, 3),
+    );
     let (tx0, ty0, tx1, ty1) = (
         part(&target, 0),
         part(&target, 1),
@@ -70,11 +77,23 @@ mod tests {
 
     #[test]
     fn giou_loss_matches_the_geometry_module() {
-        let pred = [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [2.0, 3.0, 9.0, 12.0]];
-        let target = [[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0], [1.0, 1.0, 8.0, 8.0]];
-        let loss: Vec<f32> = giou_loss(boxes(&pred), boxes(&target)).into_data().try_to_vec().unwrap();
+        let pred = [
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [2.0, 3.0, 9.0, 12.0],
+        ];
+        let target = [
+            [0.0, 0.0, 10.0, 10.0],
+            [20.0, 0.0, 30.0, 10.0],
+            [1.0, 1.0, 8.0, 8.0],
+        ];
+        let loss: Vec<f32> = giou_loss(boxes(&pred), boxes(&target))
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         for ((p, t), l) in pred.iter().zip(&target).zip(loss) {
-            let expected = 1.0 - BBox::new(p[0], p[1], p[2], p[3]).giou(&BBox::new(t[0], t[1], t[2], t[3]));
+            let expected =
+                1.0 - BBox::new(p[0], p[1], p[2], p[3]).giou(&BBox::new(t[0], t[1], t[2], t[3]));
             assert!((l - expected).abs() < 1e-4, "{l} vs {expected}");
         }
     }
@@ -84,7 +103,10 @@ mod tests {
         let device = Device::flex();
         let logits = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, 2.0, -3.0], [3]), &device);
         let targets = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0], [3]), &device);
-        let loss: Vec<f32> = sigmoid_focal_loss(logits, targets, 0.25, 2.0).into_data().try_to_vec().unwrap();
+        let loss: Vec<f32> = sigmoid_focal_loss(logits, targets, 0.25, 2.0)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let p = |x: f32| 1.0 / (1.0 + (-x).exp());
         let expected = [
             0.25 * (1.0 - p(2.0)).powi(2) * -p(2.0).ln(),

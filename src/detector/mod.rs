@@ -148,7 +148,11 @@ pub fn candidates_from_predictions(
 
 /// The boxes to show: candidates at or above `score_threshold` after
 /// class-aware NMS at `nms_iou`.
-pub fn shown_detections(candidates: &[Detection], score_threshold: f32, nms_iou: f32) -> Vec<Detection> {
+pub fn shown_detections(
+    candidates: &[Detection],
+    score_threshold: f32,
+    nms_iou: f32,
+) -> Vec<Detection> {
     let confident: Vec<Detection> = candidates
         .iter()
         .copied()
@@ -192,9 +196,21 @@ mod tests {
     fn shown_boxes_are_confident_and_deduplicated() {
         let bbox = BBox::new(0.0, 0.0, 10.0, 10.0);
         let c = [
-            Detection { bbox, class: 0, score: 0.9 },
-            Detection { bbox, class: 0, score: 0.8 },
-            Detection { bbox, class: 0, score: 0.3 },
+            Detection {
+                bbox,
+                class: 0,
+                score: 0.9,
+            },
+            Detection {
+                bbox,
+                class: 0,
+                score: 0.8,
+            },
+            Detection {
+                bbox,
+                class: 0,
+                score: 0.3,
+            },
         ];
         assert_eq!(shown_detections(&c, 0.5, 0.5), vec![c[0]]);
     }

@@ -328,7 +328,7 @@ impl SceneGenerator {
             // of random softness.
             contrast: match source {
                 DigitSource::Uci => {
-                    let low = rng.random_range(0.3..0.45);
+                    let low = rng.random_range(0.35..0.5);
                     Some((low, low + rng.random_range(0.1..0.2)))
                 }
                 DigitSource::Mnist => None,
@@ -744,12 +744,18 @@ mod tests {
     #[test]
     fn photo_crops_never_read_the_other_half() {
         let photos = [two_halves(101, 40)];
+        let all_near = |image: &Image, rgb: [f32; 3]| {
+            image
+                .pixels()
+                .chunks(3)
+                .all(|p| p.iter().zip(rgb).all(|(a, b)| (a - b).abs() < 1e-5))
+        };
         for seed in 0..20 {
             let mut rng = StdRng::seed_from_u64(seed);
             let train = photo_crop(&mut rng, &photos, Split::Train, 64);
-            assert!(train.pixels().chunks(3).all(|p| p == [0.5, 0.1, 0.1]));
+            assert!(all_near(&train, [0.5, 0.1, 0.1]));
             let test = photo_crop(&mut rng, &photos, Split::Test, 64);
-            assert!(test.pixels().chunks(3).all(|p| p == [0.2, 0.6, 0.9]));
+            assert!(all_near(&test, [0.2, 0.6, 0.9]));
         }
     }
 

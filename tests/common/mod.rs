@@ -38,7 +38,12 @@ pub fn tiny_detector(device: &burn::tensor::Device) -> Fcos {
 }
 
 fn draw_shape(image: &mut Image, bbox: &BBox, class: usize, colour: [f32; 3]) {
-    let (x0, y0, x1, y1) = (bbox.x0 as usize, bbox.y0 as usize, bbox.x1 as usize, bbox.y1 as usize);
+    let (x0, y0, x1, y1) = (
+        bbox.x0 as usize,
+        bbox.y0 as usize,
+        bbox.x1 as usize,
+        bbox.y1 as usize,
+    );
     for y in y0..y1 {
         for x in x0..x1 {
             let edge = x < x0 + 3 || x + 3 >= x1 || y < y0 + 3 || y + 3 >= y1;
@@ -110,7 +115,9 @@ pub fn samples(kind: Scene, n: usize, seed: u64) -> Vec<Sample> {
 }
 
 /// Every float parameter of `module` by path, as plain values.
-pub fn parameters(module: &impl burn::module::Module) -> std::collections::BTreeMap<String, Vec<f32>> {
+pub fn parameters(
+    module: &impl burn::module::Module,
+) -> std::collections::BTreeMap<String, Vec<f32>> {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Tensor;
     struct Values {
@@ -125,7 +132,11 @@ pub fn parameters(module: &impl burn::module::Module) -> std::collections::BTree
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let values = param.val().into_data().try_to_vec::<f32>().expect("f32 parameters");
+            let values = param
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 parameters");
             self.out.insert(self.path.join("."), values);
         }
     }
