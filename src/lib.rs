@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod detector;
+pub mod evaluate;
 pub mod formats;
 pub mod geometry;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod image;
 pub mod metrics;
 pub mod mixing;
 pub mod predict;
+pub mod pretrain;
 pub mod sample;
 pub mod scenes;
 pub mod simulate;

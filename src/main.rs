@@ -14,9 +14,12 @@ use veritune::detector::{Detector, shown_detections};
 use veritune::geometry::Detection;
 use veritune::history::{HistoryConfig, HistoryLibrary};
 use veritune::image::Image;
-use veritune::metrics::{ImageEval, mean_average_precision};
+use veritune::evaluate::evaluate;
+use veritune::geometry::LabeledBox;
 use veritune::mixing::{MixScope, MixingRule};
 use veritune::predict::{NMS_IOU, candidates};
+use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
+use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 use veritune::sample::Sample;
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
@@ -117,6 +120,30 @@ enum Command {
         #[arg(long)]
         records: Option<PathBuf>,
     },
+    /// Train the default meta-model on general scenes (needs scripts/fetch-data).
+    Pretrain {
+        /// Optimizer steps.
+        #[arg(long, default_value_t = 3000)]
+        steps: usize,
+        /// Scenes per step.
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 2e-3)]
+        learning_rate: f64,
+        /// Data seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Held-out scenes per scenario for the reported mAP.
+        #[arg(long, default_value_t = 200)]
+        eval_scenes: usize,
+        /// Where to write the weights (burnpack).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Where to write the manifest (JSON).
+        #[arg(long)]
+        manifest: PathBuf,
+    },
     /// mAP@0.5 of a detector on annotated images, per class and mean.
     Eval {
         /// The detector's weights (burnpack).
@@ -212,6 +239,26 @@ fn run(cli: Cli) -> CliResult {
                 records: records.as_deref(),
             })
         }
+        Command::Pretrain {
+            steps,
+            batch_size,
+            learning_rate,
+            seed,
+            eval_scenes,
+            output,
+            manifest,
+        } => pretrain(
+            PretrainConfig {
+                steps,
+                batch_size,
+                learning_rate,
+                seed,
+                eval_scenes,
+                ..PretrainConfig::default()
+            },
+            &output,
+            &manifest,
+        ),
         Command::Eval {
             model,
             images,
@@ -223,7 +270,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 fn check_input_size(input_size: usize) -> CliResult {
-    if input_size == 0 || input_size % 32 != 0 {
+    if input_size == 0 || !input_size.is_multiple_of(32) {
         return Err(format!(
             "--input-size {input_size} must be a positive multiple of 32 (e.g. 256)"
         ));
@@ -511,19 +558,15 @@ fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -
     let model = load_model(model, &Device::flex())?;
     let set = read_annotated_set(annotations, images).map_err(|e| e.to_string())?;
     check_classes(&set.class_names, &model, annotations)?;
-    let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
-    let all = all_candidates(&model, &refs)?;
-    let evals: Vec<ImageEval> = set
+    let pairs: Vec<(&Image, &[LabeledBox])> = set
         .images
         .iter()
-        .zip(all)
-        .map(|(image, candidates)| ImageEval {
-            detections: shown_detections(&candidates, 0.0, NMS_IOU),
-            ground_truth: image.boxes.clone(),
-        })
+        .map(|i| (&i.image, i.boxes.as_slice()))
         .collect();
+    let bar = progress(pairs.len(), "evaluating");
+    let report = pollster::block_on(evaluate(&model, &pairs, 8, iou, |done| bar.set_position(done as u64)))?;
+    bar.finish_and_clear();
     let names = &model.spec().class_names;
-    let report = mean_average_precision(&evals, names.len(), iou);
     let out = EvalReport {
         classes: names
             .iter()
@@ -544,4 +587,35 @@ fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -
     }
     println!("{:<20} {:.4}", "mean", out.mean);
     Ok(())
+}
+
+fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult {
+    if config.steps == 0 || config.batch_size == 0 {
+        return Err("--steps and --batch-size must be at least 1".into());
+    }
+    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let bar = progress(config.steps, "pretraining");
+    let (model, train_seconds, final_loss) = veritune::pretrain::pretrain(&generator, &config, |step, _, loss| {
+        bar.set_position(step as u64 + 1);
+        bar.set_message(format!("pretraining, loss {loss:.3}"));
+    })
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    write_model(&model, output)?;
+    let mut maps = Vec::new();
+    for scenario in Scenario::ALL {
+        let map = scenario_map(&model, &generator, scenario, config.seed, config.eval_scenes)?;
+        eprintln!("veritune: {} mAP@0.5 on {} held-out scenes: {map:.4}", scenario.name(), config.eval_scenes);
+        maps.push(map);
+    }
+    let record = PretrainManifest {
+        parameters: burn::module::Module::num_params(&model),
+        general_map: maps[0],
+        transfer_map: maps[1],
+        third_map: maps[2],
+        train_seconds,
+        final_loss,
+        config,
+    };
+    write_json(&record, Some(manifest))
 }

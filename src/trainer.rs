@@ -281,7 +281,7 @@ fn model_device<M: Module>(model: &M) -> Device {
 }
 
 /// The loss of `model` on `samples` (a one-element tensor) and its gradients.
-fn loss_and_gradients<M: Detector>(
+pub(crate) fn loss_and_gradients<M: Detector>(
     model: &M,
     samples: &[&Sample],
     device: &Device,

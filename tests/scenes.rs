@@ -16,15 +16,7 @@ use veritune::scenes::{
 
 fn generator() -> &'static SceneGenerator {
     static GENERATOR: OnceLock<SceneGenerator> = OnceLock::new();
-    GENERATOR.get_or_init(|| {
-        let dir = data_dir();
-        SceneGenerator::load(&dir).unwrap_or_else(|e| {
-            panic!(
-                "the scene data cannot be loaded from {} ({e}); run scripts/fetch-data",
-                dir.display()
-            )
-        })
-    })
+    GENERATOR.get_or_init(|| SceneGenerator::load(&data_dir()).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn scenes(scenario: Scenario, split: Split, count: usize, seed: u64) -> Vec<Scene> {

@@ -165,7 +165,7 @@ impl ConvBlock {
     ) -> Self {
         let groups = [8, 4, 2, 1]
             .into_iter()
-            .find(|g| channels_out % g == 0)
+            .find(|g| channels_out.is_multiple_of(*g))
             .unwrap_or(1);
         Self {
             conv: conv(channels_in, channels_out, kernel, stride, device),

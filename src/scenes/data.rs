@@ -51,7 +51,7 @@ impl DigitSet {
     /// that every label is a digit; the error says what is wrong.
     pub(super) fn new(side: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self, String> {
         let per_digit = side * side;
-        if per_digit == 0 || pixels.len() % per_digit != 0 {
+        if per_digit == 0 || !pixels.len().is_multiple_of(per_digit) {
             return Err(format!(
                 "it has {} bytes, not a whole number of {side}x{side} digits",
                 pixels.len()
