@@ -11,16 +11,16 @@ use serde::Serialize;
 use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
 use veritune::detector::fcos::{Fcos, FcosConfig};
 use veritune::detector::{Detector, shown_detections};
+use veritune::evaluate::evaluate;
 use veritune::geometry::Detection;
+use veritune::geometry::LabeledBox;
 use veritune::history::{HistoryConfig, HistoryLibrary};
 use veritune::image::Image;
-use veritune::evaluate::evaluate;
-use veritune::geometry::LabeledBox;
 use veritune::mixing::{MixScope, MixingRule};
 use veritune::predict::{NMS_IOU, candidates};
 use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
-use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 use veritune::sample::Sample;
+use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
@@ -564,7 +564,9 @@ fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -
         .map(|i| (&i.image, i.boxes.as_slice()))
         .collect();
     let bar = progress(pairs.len(), "evaluating");
-    let report = pollster::block_on(evaluate(&model, &pairs, 8, iou, |done| bar.set_position(done as u64)))?;
+    let report = pollster::block_on(evaluate(&model, &pairs, 8, iou, |done| {
+        bar.set_position(done as u64)
+    }))?;
     bar.finish_and_clear();
     let names = &model.spec().class_names;
     let out = EvalReport {
@@ -595,17 +597,28 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
     }
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let bar = progress(config.steps, "pretraining");
-    let (model, train_seconds, final_loss) = veritune::pretrain::pretrain(&generator, &config, |step, _, loss| {
-        bar.set_position(step as u64 + 1);
-        bar.set_message(format!("pretraining, loss {loss:.3}"));
-    })
-    .map_err(|e| e.to_string())?;
+    let (model, train_seconds, final_loss) =
+        veritune::pretrain::pretrain(&generator, &config, |step, _, loss| {
+            bar.set_position(step as u64 + 1);
+            bar.set_message(format!("pretraining, loss {loss:.3}"));
+        })
+        .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     write_model(&model, output)?;
     let mut maps = Vec::new();
     for scenario in Scenario::ALL {
-        let map = scenario_map(&model, &generator, scenario, config.seed, config.eval_scenes)?;
-        eprintln!("veritune: {} mAP@0.5 on {} held-out scenes: {map:.4}", scenario.name(), config.eval_scenes);
+        let map = scenario_map(
+            &model,
+            &generator,
+            scenario,
+            config.seed,
+            config.eval_scenes,
+        )?;
+        eprintln!(
+            "veritune: {} mAP@0.5 on {} held-out scenes: {map:.4}",
+            scenario.name(),
+            config.eval_scenes
+        );
         maps.push(map);
     }
     let record = PretrainManifest {

@@ -110,7 +110,11 @@ pub fn pretrain(
                     index,
                     config.input_size,
                 )?;
-                Ok(Sample::from_ground_truth(&scene.image, &scene.boxes(), &spec))
+                Ok(Sample::from_ground_truth(
+                    &scene.image,
+                    &scene.boxes(),
+                    &spec,
+                ))
             })
             .collect::<Result<Vec<Sample>, ScenesError>>()?;
         let refs: Vec<&Sample> = samples.iter().collect();
