@@ -62,13 +62,8 @@ fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
     path
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[test]
-fn init_predict_finetune_eval() {
-    let dir = workdir("loop");
+/// Creates an untrained two-class 64 px model in `dir` with `veritune init`.
+fn init_model(dir: &Path) -> PathBuf {
     let model = dir.join("meta.bpk");
     let out = veritune(&[
         "init",
@@ -80,6 +75,17 @@ fn init_predict_finetune_eval() {
         model.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    model
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn init_predict_finetune_eval() {
+    let dir = workdir("loop");
+    let model = init_model(&dir);
 
     let transfer = dir.join("transfer");
     std::fs::create_dir_all(&transfer).unwrap();
@@ -168,20 +174,7 @@ fn failure(args: &[&str]) -> String {
 #[test]
 fn bad_input_gets_a_one_line_message_naming_the_file() {
     let dir = workdir("errors");
-    let model = dir.join("meta.bpk");
-    assert!(
-        veritune(&[
-            "init",
-            "--classes",
-            "square,ring",
-            "--input-size",
-            "64",
-            "--output",
-            model.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let model = init_model(&dir);
     let model = model.to_str().unwrap();
 
     let missing = failure(&["predict", "--model", "absent.bpk", "x.png"]);
@@ -231,20 +224,7 @@ fn finetune_reads_verdicts_and_names_an_image_without_them() {
     use veritune::geometry::{BBox, LabeledBox};
     use veritune::verdict::ImageVerdicts;
     let dir = workdir("verdicts");
-    let model = dir.join("meta.bpk");
-    assert!(
-        veritune(&[
-            "init",
-            "--classes",
-            "square,ring",
-            "--input-size",
-            "64",
-            "--output",
-            model.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let model = init_model(&dir);
     let annotations = write_set(&dir, Scene::New, 2, 3);
     let drawn = |x: f32| ImageVerdicts {
         shown: Vec::new(),
