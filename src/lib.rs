@@ -3,6 +3,7 @@
 //! The method is specified in `METHOD.md` (shipped in the steering repository as
 //! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
 
+pub mod benchmark;
 pub mod dataset;
 pub mod detector;
 pub mod evaluate;

@@ -8,6 +8,10 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use veritune::benchmark::plot::plot_quality;
+use veritune::benchmark::quality::{
+    QualityConfig, TestSets, csv, markdown, rounds_markdown, run_quality, run_rounds, summarize,
+};
 use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
 use veritune::detector::fcos::{Fcos, FcosConfig};
 use veritune::detector::{Detector, shown_detections};
@@ -144,6 +148,11 @@ enum Command {
         #[arg(long)]
         manifest: PathBuf,
     },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
     /// mAP@0.5 of a detector on annotated images, per class and mean.
     Eval {
         /// The detector's weights (burnpack).
@@ -161,6 +170,31 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Every mixing rule on the real-data scenarios: transfer mAP, forgetting, time.
+    Quality {
+        /// N = 5, one seed, two epochs, few scenes: proves the pipeline in CI.
+        #[arg(long)]
+        quick: bool,
+        /// The meta-model (burnpack).
+        #[arg(long, default_value = "models/fcos-digits.bpk")]
+        model: PathBuf,
+        /// Numbers of verified transfer images (default 5,10,20,50).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<usize>>,
+        /// Seeds (default 0,1,2).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Verified images per round in the two-round experiment (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        rounds_n: usize,
+        /// Folder for the tables, CSV and plot.
+        #[arg(long, default_value = "bench/results")]
+        output: PathBuf,
     },
 }
 
@@ -259,6 +293,31 @@ fn run(cli: Cli) -> CliResult {
             &output,
             &manifest,
         ),
+        Command::Bench {
+            which:
+                Bench::Quality {
+                    quick,
+                    model,
+                    sizes,
+                    seeds,
+                    rounds_n,
+                    output,
+                },
+        } => {
+            let mut config = if quick {
+                QualityConfig::quick()
+            } else {
+                QualityConfig::full()
+            };
+            if let Some(sizes) = sizes {
+                config.sizes = sizes;
+            }
+            if let Some(seeds) = seeds {
+                config.seeds = seeds;
+            }
+            let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
+            bench_quality(&model, &config, rounds_n, &output)
+        }
         Command::Eval {
             model,
             images,
@@ -631,4 +690,66 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
         config,
     };
     write_json(&record, Some(manifest))
+}
+
+fn write_text(path: &Path, text: &str) -> CliResult {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn bench_quality(
+    model: &Path,
+    config: &QualityConfig,
+    rounds_n: usize,
+    output: &Path,
+) -> CliResult {
+    std::fs::create_dir_all(output)
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let meta = load_model(model, &Device::flex().autodiff())?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
+    let baseline = tests.measure(&meta)?;
+    eprintln!(
+        "meta-model: general mAP@0.5 {:.3}, transfer {:.3}, third {:.3}",
+        baseline.general_map, baseline.transfer_map, baseline.third_map
+    );
+    let total = config.sizes.len() * config.seeds.len() * config.rules.len();
+    let bar = progress(total, "fine-tuning");
+    let rows = run_quality(&meta, &generator, config, &tests, &baseline, |row| {
+        bar.inc(1);
+        bar.println(format!(
+            "N={:<3} seed {} {:<14} transfer {:.3} general {:.3} forgetting {:+.3} ({:.0} s)",
+            row.n,
+            row.seed,
+            row.rule.name(),
+            row.transfer_map,
+            row.general_map,
+            row.forgetting,
+            row.seconds
+        ));
+    })?;
+    bar.finish_and_clear();
+    let summary = summarize(&rows);
+    let table = markdown(&baseline, &summary);
+    println!("{table}");
+    write_text(&output.join("quality.md"), &table)?;
+    write_text(&output.join("quality.csv"), &csv(&rows))?;
+    plot_quality(&summary, &output.join("quality.svg"))?;
+    if rounds_n > 0 {
+        let rounds = run_rounds(&meta, &generator, config, &tests, rounds_n, |row| {
+            eprintln!(
+                "rounds seed {} {}: general {:.3} transfer {:.3} third {:.3}",
+                row.seed,
+                row.policy,
+                row.after_round_2.general_map,
+                row.after_round_2.transfer_map,
+                row.after_round_2.third_map
+            );
+        })?;
+        let table = rounds_markdown(&rounds);
+        println!("{table}");
+        write_text(&output.join("rounds.md"), &table)?;
+        write_json(&rounds, Some(&output.join("rounds.json")))?;
+    }
+    eprintln!("veritune: results written to {}", output.display());
+    Ok(())
 }

@@ -1,0 +1,506 @@
+//! The quality benchmark (issue: real-data scenarios): for N verified transfer
+//! images, a simulated user gives verdicts, the targets follow METHOD.md
+//! section 1, and the meta-model is fine-tuned with every mixing rule; transfer
+//! and general mAP@0.5 and forgetting are measured on held-out scenes.
+//! A second experiment runs two rounds (transfer, then the third scenario) and
+//! compares the gradient-based history update with reservoir sampling.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::Spread;
+use crate::detector::fcos::Fcos;
+use crate::detector::{Detector, shown_detections};
+use crate::evaluate::{MAP_IOU, evaluate};
+use crate::geometry::LabeledBox;
+use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
+use crate::image::Image;
+use crate::mixing::MixingRule;
+use crate::predict::{NMS_IOU, candidates};
+use crate::pretrain::eval_seed;
+use crate::sample::Sample;
+use crate::scenes::{Scenario, Scene, SceneGenerator, Split};
+use crate::simulate::simulated_verdicts;
+use crate::trainer::{Control, TrainConfig, train, update_history};
+use crate::verdict::{TargetConfig, build_target};
+
+/// Settings of the quality benchmark.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualityConfig {
+    /// Numbers of verified transfer images.
+    pub sizes: Vec<usize>,
+    /// Seeds; each draws its own transfer images and shuffles.
+    pub seeds: Vec<u64>,
+    /// Rules compared.
+    pub rules: Vec<MixingRule>,
+    /// Epochs of every fine-tuning run.
+    pub epochs: usize,
+    /// Batch size (transfer and history).
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// History samples (general training scenes of the meta-model).
+    pub history_size: usize,
+    /// Held-out scenes per scenario for mAP.
+    pub test_scenes: usize,
+    /// Seed the meta-model was pretrained with (its training scenes are the history).
+    pub data_seed: u64,
+}
+
+impl QualityConfig {
+    /// The full benchmark.
+    pub fn full() -> Self {
+        Self {
+            sizes: vec![5, 10, 20, 50],
+            seeds: vec![0, 1, 2],
+            rules: MixingRule::ALL.to_vec(),
+            epochs: 10,
+            batch_size: 8,
+            learning_rate: 5e-4,
+            history_size: 256,
+            test_scenes: 200,
+            data_seed: 0,
+        }
+    }
+
+    /// The CI check of the pipeline: N = 5, one seed, two epochs, few scenes.
+    pub fn quick() -> Self {
+        Self {
+            sizes: vec![5],
+            seeds: vec![0],
+            epochs: 2,
+            history_size: 32,
+            test_scenes: 16,
+            ..Self::full()
+        }
+    }
+}
+
+/// One fine-tuning run's figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualityRow {
+    /// Verified transfer images.
+    pub n: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Mixing rule.
+    pub rule: MixingRule,
+    /// Transfer mAP@0.5 after fine-tuning.
+    pub transfer_map: f64,
+    /// General mAP@0.5 after fine-tuning.
+    pub general_map: f64,
+    /// General mAP before minus after.
+    pub forgetting: f64,
+    /// Wall time of the fine-tuning in seconds.
+    pub seconds: f64,
+}
+
+/// mAP@0.5 of `model` on scenes.
+pub fn scenes_map<M: Detector>(model: &M, scenes: &[Scene]) -> Result<f64, String> {
+    let boxes: Vec<Vec<LabeledBox>> = scenes.iter().map(Scene::boxes).collect();
+    let pairs: Vec<(&Image, &[LabeledBox])> = scenes
+        .iter()
+        .zip(&boxes)
+        .map(|(s, b)| (&s.image, b.as_slice()))
+        .collect();
+    let report = pollster::block_on(evaluate(model, &pairs, 8, MAP_IOU, |_| {}))?;
+    Ok(report.mean as f64)
+}
+
+/// Transfer samples from `scenes` as a simulated user would verify them on
+/// the predictions of `model` (METHOD.md section 1).
+pub fn verified_samples<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Vec<Sample>, String> {
+    let config = TargetConfig::default();
+    let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
+    let all = pollster::block_on(candidates(model, &images, 8))?;
+    scenes
+        .iter()
+        .zip(&all)
+        .map(|(scene, candidates)| {
+            let shown = shown_detections(candidates, config.score_threshold, NMS_IOU);
+            let verdicts = simulated_verdicts(&shown, &scene.boxes(), 0.5);
+            let target = build_target(&verdicts, candidates, &config).map_err(|e| e.to_string())?;
+            Ok(Sample::new(&scene.image, &target, model.spec()))
+        })
+        .collect()
+}
+
+/// Scenes of one scenario and split.
+fn scenes(
+    generator: &SceneGenerator,
+    scenario: Scenario,
+    split: Split,
+    count: usize,
+    seed: u64,
+    size: usize,
+) -> Result<Vec<Scene>, String> {
+    generator
+        .scenes(scenario, split, count, seed, size)
+        .map_err(|e| e.to_string())
+}
+
+/// The history library of the meta-model's own training scenes.
+fn general_history(
+    generator: &SceneGenerator,
+    config: &QualityConfig,
+    spec_model: &Fcos,
+) -> Result<HistoryLibrary<Sample>, String> {
+    let size = spec_model.spec().input_size[0];
+    let members = scenes(
+        generator,
+        Scenario::General,
+        Split::Train,
+        config.history_size,
+        config.data_seed,
+        size,
+    )?
+    .iter()
+    .map(|s| Sample::from_ground_truth(&s.image, &s.boxes(), spec_model.spec()))
+    .collect();
+    let history_config = HistoryConfig {
+        capacity: config.history_size.max(1),
+        ..HistoryConfig::default()
+    };
+    HistoryLibrary::with_members(history_config, members).map_err(|e| e.to_string())
+}
+
+/// Seed of the transfer images drawn for a benchmark seed.
+fn transfer_seed(seed: u64) -> u64 {
+    1000 + seed
+}
+
+/// Figures of the meta-model before any fine-tuning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// General mAP@0.5.
+    pub general_map: f64,
+    /// Transfer mAP@0.5.
+    pub transfer_map: f64,
+    /// Third-scenario mAP@0.5.
+    pub third_map: f64,
+}
+
+/// Held-out scenes of every scenario.
+pub struct TestSets {
+    /// General scenes.
+    pub general: Vec<Scene>,
+    /// Transfer scenes.
+    pub transfer: Vec<Scene>,
+    /// Third-scenario scenes.
+    pub third: Vec<Scene>,
+}
+
+impl TestSets {
+    /// The held-out scenes the pretraining manifest reports on.
+    pub fn new(
+        generator: &SceneGenerator,
+        config: &QualityConfig,
+        size: usize,
+    ) -> Result<Self, String> {
+        let seed = eval_seed(config.data_seed);
+        Ok(Self {
+            general: scenes(
+                generator,
+                Scenario::General,
+                Split::Test,
+                config.test_scenes,
+                seed,
+                size,
+            )?,
+            transfer: scenes(
+                generator,
+                Scenario::Transfer,
+                Split::Test,
+                config.test_scenes,
+                seed,
+                size,
+            )?,
+            third: scenes(
+                generator,
+                Scenario::Third,
+                Split::Test,
+                config.test_scenes,
+                seed,
+                size,
+            )?,
+        })
+    }
+
+    /// mAP@0.5 of `model` on every scenario.
+    pub fn measure<M: Detector>(&self, model: &M) -> Result<Baseline, String> {
+        Ok(Baseline {
+            general_map: scenes_map(model, &self.general)?,
+            transfer_map: scenes_map(model, &self.transfer)?,
+            third_map: scenes_map(model, &self.third)?,
+        })
+    }
+}
+
+/// Runs every (N, seed, rule) of `config` from `meta` (on an autodiff
+/// device); `on_row` sees each row as it is measured.
+pub fn run_quality(
+    meta: &Fcos,
+    generator: &SceneGenerator,
+    config: &QualityConfig,
+    tests: &TestSets,
+    baseline: &Baseline,
+    mut on_row: impl FnMut(&QualityRow),
+) -> Result<Vec<QualityRow>, String> {
+    let size = meta.spec().input_size[0];
+    let mut rows = Vec::new();
+    for &seed in &config.seeds {
+        for &n in &config.sizes {
+            let transfer_scenes = scenes(
+                generator,
+                Scenario::Transfer,
+                Split::Train,
+                n,
+                transfer_seed(seed),
+                size,
+            )?;
+            let transfer = verified_samples(meta, &transfer_scenes)?;
+            for &rule in &config.rules {
+                let mut history = general_history(generator, config, meta)?;
+                let train_config = TrainConfig {
+                    epochs: config.epochs,
+                    batch_size: config.batch_size,
+                    learning_rate: config.learning_rate,
+                    rule,
+                    seed,
+                    ..TrainConfig::default()
+                };
+                let start = Instant::now();
+                let outcome = train(
+                    meta.clone(),
+                    train_config,
+                    &transfer,
+                    &mut history,
+                    |_, _| Control::Continue,
+                )
+                .map_err(|e| e.to_string())?;
+                let seconds = start.elapsed().as_secs_f64();
+                let general_map = scenes_map(&outcome.model, &tests.general)?;
+                let row = QualityRow {
+                    n,
+                    seed,
+                    rule,
+                    transfer_map: scenes_map(&outcome.model, &tests.transfer)?,
+                    general_map,
+                    forgetting: baseline.general_map - general_map,
+                    seconds,
+                };
+                on_row(&row);
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Figures of one (N, rule) over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualitySummary {
+    /// Verified transfer images.
+    pub n: usize,
+    /// Mixing rule.
+    pub rule: MixingRule,
+    /// Transfer mAP@0.5.
+    pub transfer_map: Spread,
+    /// General mAP@0.5.
+    pub general_map: Spread,
+    /// Forgetting.
+    pub forgetting: Spread,
+    /// Wall time in seconds.
+    pub seconds: Spread,
+    /// Seeds measured.
+    pub seeds: usize,
+}
+
+/// Mean and spread over seeds of each (N, rule), in N then rule order.
+pub fn summarize(rows: &[QualityRow]) -> Vec<QualitySummary> {
+    let mut keys: Vec<(usize, MixingRule)> = Vec::new();
+    for row in rows {
+        if !keys.contains(&(row.n, row.rule)) {
+            keys.push((row.n, row.rule));
+        }
+    }
+    keys.sort_by_key(|(n, rule)| (*n, MixingRule::ALL.iter().position(|r| r == rule)));
+    keys.into_iter()
+        .map(|(n, rule)| {
+            let group: Vec<&QualityRow> =
+                rows.iter().filter(|r| r.n == n && r.rule == rule).collect();
+            let field = |f: fn(&QualityRow) -> f64| {
+                Spread::of(&group.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
+            QualitySummary {
+                n,
+                rule,
+                transfer_map: field(|r| r.transfer_map),
+                general_map: field(|r| r.general_map),
+                forgetting: field(|r| r.forgetting),
+                seconds: field(|r| r.seconds),
+                seeds: group.len(),
+            }
+        })
+        .collect()
+}
+
+/// The summary as a markdown table.
+pub fn markdown(baseline: &Baseline, summary: &[QualitySummary]) -> String {
+    let mut out = format!(
+        "Meta-model before fine-tuning: general mAP@0.5 {:.3}, transfer mAP@0.5 {:.3}.\n\n",
+        baseline.general_map, baseline.transfer_map
+    );
+    out.push_str(
+        "| N | rule | transfer mAP@0.5 | general mAP@0.5 | forgetting | seconds | seeds |\n",
+    );
+    out.push_str("| ---: | --- | --- | --- | --- | --- | ---: |\n");
+    for s in summary {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            s.n,
+            s.rule,
+            s.transfer_map.display(3),
+            s.general_map.display(3),
+            s.forgetting.display(3),
+            s.seconds.display(1),
+            s.seeds
+        ));
+    }
+    out
+}
+
+/// Every row as CSV with a header.
+pub fn csv(rows: &[QualityRow]) -> String {
+    let mut out = String::from("n,seed,rule,transfer_map,general_map,forgetting,seconds\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{:.5},{:.5},{:.5},{:.2}\n",
+            r.n, r.seed, r.rule, r.transfer_map, r.general_map, r.forgetting, r.seconds
+        ));
+    }
+    out
+}
+
+/// One policy's figures after two rounds (transfer, then third scenario).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundsRow {
+    /// History update policy between the rounds.
+    pub policy: HistoryPolicy,
+    /// Seed.
+    pub seed: u64,
+    /// mAP@0.5 after round 1 (transfer).
+    pub after_round_1: Baseline,
+    /// mAP@0.5 after round 2 (third scenario).
+    pub after_round_2: Baseline,
+}
+
+/// Two rounds of adaptation with the default rule, `n` verified images each:
+/// the transfer scenario, a history update by `policy`, then the third
+/// scenario; for both policies and every seed of `config`.
+pub fn run_rounds(
+    meta: &Fcos,
+    generator: &SceneGenerator,
+    config: &QualityConfig,
+    tests: &TestSets,
+    n: usize,
+    mut on_row: impl FnMut(&RoundsRow),
+) -> Result<Vec<RoundsRow>, String> {
+    let size = meta.spec().input_size[0];
+    let mut rows = Vec::new();
+    for &seed in &config.seeds {
+        let train_config = TrainConfig {
+            epochs: config.epochs,
+            batch_size: config.batch_size,
+            learning_rate: config.learning_rate,
+            rule: MixingRule::Symmetric,
+            seed,
+            ..TrainConfig::default()
+        };
+        let transfer_scenes = scenes(
+            generator,
+            Scenario::Transfer,
+            Split::Train,
+            n,
+            transfer_seed(seed),
+            size,
+        )?;
+        let transfer = verified_samples(meta, &transfer_scenes)?;
+        let mut base_history = general_history(generator, config, meta)?;
+        let round_1 = train(
+            meta.clone(),
+            train_config.clone(),
+            &transfer,
+            &mut base_history,
+            |_, _| Control::Continue,
+        )
+        .map_err(|e| e.to_string())?
+        .model;
+        let after_round_1 = tests.measure(&round_1)?;
+        let third_scenes = scenes(
+            generator,
+            Scenario::Third,
+            Split::Train,
+            n,
+            transfer_seed(seed) + 500,
+            size,
+        )?;
+        let third = verified_samples(&round_1, &third_scenes)?;
+        for policy in [HistoryPolicy::GradientBased, HistoryPolicy::Reservoir] {
+            let mut history = general_history(generator, config, meta)?;
+            pollster::block_on(update_history(
+                &round_1,
+                &mut history,
+                transfer.clone(),
+                policy,
+            ))
+            .map_err(|e| e.to_string())?;
+            let round_2 = train(
+                round_1.clone(),
+                train_config.clone(),
+                &third,
+                &mut history,
+                |_, _| Control::Continue,
+            )
+            .map_err(|e| e.to_string())?
+            .model;
+            let row = RoundsRow {
+                policy,
+                seed,
+                after_round_1: after_round_1.clone(),
+                after_round_2: tests.measure(&round_2)?,
+            };
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The rounds experiment as a markdown table (mean ± spread over seeds).
+pub fn rounds_markdown(rows: &[RoundsRow]) -> String {
+    let mut out = String::from(
+        "| history update | general after round 1 | transfer after round 1 | general after round 2 | transfer after round 2 | third after round 2 | seeds |\n| --- | --- | --- | --- | --- | --- | ---: |\n",
+    );
+    for policy in [HistoryPolicy::GradientBased, HistoryPolicy::Reservoir] {
+        let group: Vec<&RoundsRow> = rows.iter().filter(|r| r.policy == policy).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let spread = |f: fn(&RoundsRow) -> f64| {
+            Spread::of(&group.iter().map(|r| f(r)).collect::<Vec<_>>()).display(3)
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            policy,
+            spread(|r| r.after_round_1.general_map),
+            spread(|r| r.after_round_1.transfer_map),
+            spread(|r| r.after_round_2.general_map),
+            spread(|r| r.after_round_2.transfer_map),
+            spread(|r| r.after_round_2.third_map),
+            group.len()
+        ));
+    }
+    out
+}
