@@ -17,13 +17,16 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Reads one figure off a summary row.
+type Metric = fn(&QualitySummary) -> f64;
+
 /// Draws the two panels into an SVG file at `path`.
 pub fn plot_quality(summary: &[QualitySummary], path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let panels = root.split_evenly((1, 2));
     let max_n = summary.iter().map(|s| s.n).max().unwrap_or(1) as f64;
-    let metrics: [(&str, fn(&QualitySummary) -> f64); 2] = [
+    let metrics: [(&str, Metric); 2] = [
         ("transfer mAP@0.5", |s| s.transfer_map.mean),
         ("forgetting (general mAP before - after)", |s| {
             s.forgetting.mean
