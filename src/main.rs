@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use veritune::benchmark::plot::plot_quality;
 use veritune::benchmark::quality::{
-    QualityConfig, TestSets, csv, markdown, rounds_markdown, run_quality, run_rounds, summarize,
+    Baseline, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
+    rounds_markdown, run_quality, run_rounds, summarize,
 };
 use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
 use veritune::detector::fcos::{Fcos, FcosConfig};
@@ -189,6 +190,13 @@ enum Bench {
         /// Seeds (default 0,1,2).
         #[arg(long, value_delimiter = ',')]
         seeds: Option<Vec<u64>>,
+        /// Mixing rules (default all).
+        #[arg(long, value_delimiter = ',')]
+        rules: Option<Vec<MixingRule>>,
+        /// Instead of running, merge the results folders of partial runs
+        /// (e.g. one per seed run in parallel) into --output.
+        #[arg(long, num_args = 1..)]
+        merge: Vec<PathBuf>,
         /// Verified images per round in the two-round experiment (0 skips it).
         #[arg(long, default_value_t = 20)]
         rounds_n: usize,
@@ -300,10 +308,15 @@ fn run(cli: Cli) -> CliResult {
                     model,
                     sizes,
                     seeds,
+                    rules,
+                    merge,
                     rounds_n,
                     output,
                 },
         } => {
+            if !merge.is_empty() {
+                return bench_merge(&merge, &output);
+            }
             let mut config = if quick {
                 QualityConfig::quick()
             } else {
@@ -314,6 +327,9 @@ fn run(cli: Cli) -> CliResult {
             }
             if let Some(seeds) = seeds {
                 config.seeds = seeds;
+            }
+            if let Some(rules) = rules {
+                config.rules = rules;
             }
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
             bench_quality(&model, &config, rounds_n, &output)
@@ -728,12 +744,8 @@ fn bench_quality(
         ));
     })?;
     bar.finish_and_clear();
-    let summary = summarize(&rows);
-    let table = markdown(&baseline, &summary);
-    println!("{table}");
-    write_text(&output.join("quality.md"), &table)?;
-    write_text(&output.join("quality.csv"), &csv(&rows))?;
-    plot_quality(&summary, &output.join("quality.svg"))?;
+    write_json(&baseline, Some(&output.join("baseline.json")))?;
+    write_quality(&baseline, &rows, output)?;
     if rounds_n > 0 {
         let rounds = run_rounds(&meta, &generator, config, &tests, rounds_n, |row| {
             eprintln!(
@@ -751,5 +763,50 @@ fn bench_quality(
         write_json(&rounds, Some(&output.join("rounds.json")))?;
     }
     eprintln!("veritune: results written to {}", output.display());
+    Ok(())
+}
+
+/// Writes the table, CSV and plot of `rows`, and prints the table.
+fn write_quality(baseline: &Baseline, rows: &[QualityRow], output: &Path) -> CliResult {
+    let summary = summarize(rows);
+    let table = markdown(baseline, &summary);
+    println!("{table}");
+    write_text(&output.join("quality.md"), &table)?;
+    write_text(&output.join("quality.csv"), &csv(rows))?;
+    plot_quality(&summary, &output.join("quality.svg"))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))
+}
+
+fn bench_merge(parts: &[PathBuf], output: &Path) -> CliResult {
+    std::fs::create_dir_all(output)
+        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let mut rows = Vec::new();
+    let mut rounds: Vec<RoundsRow> = Vec::new();
+    let mut baseline = None;
+    for part in parts {
+        baseline = Some(read_json::<Baseline>(&part.join("baseline.json"))?);
+        let csv_path = part.join("quality.csv");
+        let text = std::fs::read_to_string(&csv_path)
+            .map_err(|e| format!("cannot read {}: {e}", csv_path.display()))?;
+        rows.extend(parse_csv(&text).map_err(|e| format!("{}: {e}", csv_path.display()))?);
+        let rounds_path = part.join("rounds.json");
+        if rounds_path.is_file() {
+            rounds.extend(read_json::<Vec<RoundsRow>>(&rounds_path)?);
+        }
+    }
+    let baseline = baseline.ok_or("--merge needs at least one results folder")?;
+    write_json(&baseline, Some(&output.join("baseline.json")))?;
+    write_quality(&baseline, &rows, output)?;
+    if !rounds.is_empty() {
+        let table = rounds_markdown(&rounds);
+        println!("{table}");
+        write_text(&output.join("rounds.md"), &table)?;
+        write_json(&rounds, Some(&output.join("rounds.json")))?;
+    }
     Ok(())
 }

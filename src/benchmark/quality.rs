@@ -383,6 +383,40 @@ pub fn csv(rows: &[QualityRow]) -> String {
     out
 }
 
+/// Rows back from [`csv`]'s text; the error names the bad line.
+pub fn parse_csv(text: &str) -> Result<Vec<QualityRow>, String> {
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let bad = |what: &str| format!("line {}: {what}", i + 1);
+            let fields: Vec<&str> = line.split(',').collect();
+            if fields.len() != 7 {
+                return Err(bad("expected 7 comma-separated fields"));
+            }
+            let number = |k: usize| {
+                fields[k]
+                    .parse::<f64>()
+                    .map_err(|_| bad("a figure is not a number"))
+            };
+            Ok(QualityRow {
+                n: fields[0].parse().map_err(|_| bad("N is not a count"))?,
+                seed: fields[1]
+                    .parse()
+                    .map_err(|_| bad("the seed is not a number"))?,
+                rule: fields[2]
+                    .parse()
+                    .map_err(|e: crate::mixing::UnknownRule| bad(&e.to_string()))?,
+                transfer_map: number(3)?,
+                general_map: number(4)?,
+                forgetting: number(5)?,
+                seconds: number(6)?,
+            })
+        })
+        .collect()
+}
+
 /// One policy's figures after two rounds (transfer, then third scenario).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundsRow {
@@ -503,4 +537,37 @@ pub fn rounds_markdown(rows: &[RoundsRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trips_and_summaries_average_over_seeds() {
+        let rows: Vec<QualityRow> = [(0, 0.5, 0.9), (1, 0.7, 0.8)]
+            .into_iter()
+            .map(|(seed, transfer_map, general_map)| QualityRow {
+                n: 20,
+                seed,
+                rule: MixingRule::Pcgrad,
+                transfer_map,
+                general_map,
+                forgetting: 0.95 - general_map,
+                seconds: 3.0,
+            })
+            .collect();
+        let back = parse_csv(&csv(&rows)).unwrap();
+        assert_eq!(back.len(), 2);
+        assert!((back[1].forgetting - 0.15).abs() < 1e-4);
+        let summary = summarize(&back);
+        assert_eq!(summary.len(), 1);
+        assert!((summary[0].transfer_map.mean - 0.6).abs() < 1e-9);
+        assert_eq!(summary[0].seeds, 2);
+        assert!(
+            parse_csv("header\n1,2,nope,0,0,0,0\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
+    }
 }
