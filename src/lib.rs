@@ -3,7 +3,9 @@
 //! The method is specified in `METHOD.md` (shipped in the steering repository as
 //! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod benchmark;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod dataset;
 pub mod detector;
 pub mod evaluate;
@@ -14,10 +16,16 @@ pub mod image;
 pub mod metrics;
 pub mod mixing;
 pub mod predict;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
 pub mod sample;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod scenes;
 pub mod simulate;
 pub mod trainer;
 pub mod verdict;
 pub mod weights;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

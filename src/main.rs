@@ -25,7 +25,7 @@ use veritune::mixing::{MixScope, MixingRule};
 use veritune::predict::{NMS_IOU, candidates};
 use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
 use veritune::sample::Sample;
-use veritune::scenes::{Scenario, SceneGenerator, data_dir};
+use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
@@ -148,6 +148,27 @@ enum Command {
         /// Where to write the manifest (JSON).
         #[arg(long)]
         manifest: PathBuf,
+    },
+    /// Serve the page (www/) on 127.0.0.1 with a strict Content-Security-Policy.
+    Serve {
+        /// Port (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Folder to serve.
+        #[arg(long, default_value = "www")]
+        root: PathBuf,
+    },
+    /// Write the page's sample transfer images and history samples (needs scripts/fetch-data).
+    Samples {
+        /// Folder of the page.
+        #[arg(long, default_value = "www")]
+        root: PathBuf,
+        /// Sample transfer images.
+        #[arg(long, default_value_t = 12)]
+        transfer: usize,
+        /// History samples from the general scenario.
+        #[arg(long, default_value_t = 32)]
+        history: usize,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -301,6 +322,16 @@ fn run(cli: Cli) -> CliResult {
             &output,
             &manifest,
         ),
+        Command::Serve { port, root } => {
+            if !root.join("index.html").is_file() {
+                return Err(format!("{} has no index.html: run scripts/run, or pass --root with the page folder", root.display()));
+            }
+            veritune::serve::serve(&root, port, |address| {
+                println!("veritune: serving {} on {address} (Ctrl+C stops)", root.display());
+            })
+            .map_err(|e| format!("cannot serve on 127.0.0.1:{port}: {e}"))
+        }
+        Command::Samples { root, transfer, history } => write_samples(&root, transfer, history),
         Command::Bench {
             which:
                 Bench::Quality {
@@ -808,5 +839,45 @@ fn bench_merge(parts: &[PathBuf], output: &Path) -> CliResult {
         write_text(&output.join("rounds.md"), &table)?;
         write_json(&rounds, Some(&output.join("rounds.json")))?;
     }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct HistoryEntry {
+    file: String,
+    boxes: Vec<LabeledBox>,
+}
+
+fn write_png(path: &Path, image: &Image) -> CliResult {
+    let bytes: Vec<u8> = image.pixels().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    ::image::save_buffer(path, &bytes, image.width() as u32, image.height() as u32, ::image::ExtendedColorType::Rgb8)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
+    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let size = veritune::scenes::DEFAULT_SIZE;
+    let folders = [root.join("samples/transfer"), root.join("samples/history")];
+    for folder in &folders {
+        std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    }
+    // Held-out transfer scenes (never used for training) and the meta-model's own training scenes.
+    let transfer_scenes = generator.scenes(Scenario::Transfer, Split::Test, transfer, 7, size).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for (i, scene) in transfer_scenes.iter().enumerate() {
+        let name = format!("transfer-{i:02}.png");
+        write_png(&folders[0].join(&name), &scene.image)?;
+        names.push(name);
+    }
+    write_json(&names, Some(&folders[0].join("index.json")))?;
+    let history_scenes = generator.scenes(Scenario::General, Split::Train, history, 0, size).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    for (i, scene) in history_scenes.iter().enumerate() {
+        let file = format!("general-{i:02}.png");
+        write_png(&folders[1].join(&file), &scene.image)?;
+        entries.push(HistoryEntry { file, boxes: scene.boxes() });
+    }
+    write_json(&entries, Some(&folders[1].join("index.json")))?;
+    eprintln!("veritune: {transfer} transfer and {history} history samples written under {}", root.display());
     Ok(())
 }

@@ -1,0 +1,377 @@
+//! The browser API (wasm-bindgen): a [`Session`] that loads meta-model bytes,
+//! picks WebGPU or the CPU fallback, predicts on RGBA pixels, keeps the
+//! verified samples and the history library, trains step by step without
+//! freezing the page, and exports the adapted weights.
+//!
+//! Every method reports failure as a rejected promise or thrown `Error` with a
+//! sentence; a Rust panic cannot be caught on wasm, so [`install_panic_hook`]
+//! hands its message to `globalThis.__veritunePanic` for the page to reject
+//! whatever is pending.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::detector::fcos::Fcos;
+use crate::detector::{Detector, shown_detections};
+use crate::geometry::{Detection, LabeledBox};
+use crate::history::{HistoryConfig, HistoryLibrary};
+use crate::image::Image;
+use crate::mixing::MixingRule;
+use crate::predict::{NMS_IOU, candidates};
+use crate::sample::Sample;
+use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
+use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
+use crate::weights::{load_fcos, save_fcos};
+
+/// Sends panic messages to `globalThis.__veritunePanic(message)` (and the console).
+#[wasm_bindgen(js_name = installPanicHook)]
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = format!("veritune crashed: {info}");
+        web_sys::console::error_1(&JsValue::from_str(&message));
+        let global = js_sys::global();
+        if let Ok(callback) = js_sys::Reflect::get(&global, &JsValue::from_str("__veritunePanic"))
+            && let Some(callback) = callback.dyn_ref::<js_sys::Function>()
+        {
+            let _ = callback.call1(&JsValue::NULL, &JsValue::from_str(&message));
+        }
+    }));
+}
+
+fn error(message: impl std::fmt::Display) -> JsError {
+    JsError::new(&message.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(error)
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| error(format!("{what} is malformed: {e}")))
+}
+
+/// Lets the browser run its event loop (paint, input) before continuing.
+async fn yield_to_page() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let scheduled = web_sys::window().map(|w| {
+            w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0)
+        });
+        if !matches!(scheduled, Some(Ok(_))) {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Whether `navigator.gpu` exists.
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &JsValue::from_str("navigator"))
+        .and_then(|navigator| js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")))
+        .is_ok_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+/// The device to run on, its name and, for the CPU fallback, why.
+async fn pick_device(prefer_webgpu: bool) -> (Device, &'static str, String) {
+    if !prefer_webgpu {
+        return (Device::flex(), "cpu", "WebGPU was turned off for this session".into());
+    }
+    if !has_webgpu() {
+        return (Device::flex(), "cpu", "this browser has no WebGPU (navigator.gpu is missing)".into());
+    }
+    match Device::wgpu_options()
+        .graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu)
+        .init_async()
+        .await
+    {
+        Ok(device) => (device, "webgpu", String::new()),
+        Err(e) => (Device::flex(), "cpu", format!("no WebGPU adapter could be used ({e})")),
+    }
+}
+
+/// A stable hex digest of the base model's bytes (FNV-1a, 64 bit).
+fn digest(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+struct Inner {
+    /// `None` while a training run holds it.
+    model: Option<Fcos>,
+    samples: BTreeMap<String, (Sample, Vec<Category>)>,
+    history: HistoryLibrary<Sample>,
+}
+
+/// One user's fine-tuning session in the page.
+#[wasm_bindgen]
+pub struct Session {
+    inner: Rc<RefCell<Inner>>,
+    cancel: Rc<Cell<bool>>,
+    backend: &'static str,
+    notice: String,
+    base_hash: String,
+    class_names: Vec<String>,
+    input_size: usize,
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    shown: Vec<Detection>,
+    candidates: Vec<Detection>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    samples: usize,
+    correct: usize,
+    missed: usize,
+    false_detections: usize,
+    history: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TrainOptions {
+    epochs: usize,
+    rule: String,
+    batch_size: Option<usize>,
+    learning_rate: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct TrainResult {
+    records: Vec<StepRecord>,
+    cancelled: bool,
+}
+
+#[derive(Serialize)]
+struct SampleResult {
+    categories: Vec<Category>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Loads meta-model bytes (burnpack) on WebGPU when `prefer_webgpu` and
+    /// available, else on the CPU.
+    pub async fn create(model_bytes: Vec<u8>, prefer_webgpu: bool) -> Result<Session, JsError> {
+        let (device, backend, notice) = pick_device(prefer_webgpu).await;
+        let model = load_fcos(&model_bytes, &device.clone().autodiff()).map_err(error)?;
+        let spec = model.spec().clone();
+        Ok(Session {
+            inner: Rc::new(RefCell::new(Inner {
+                model: Some(model),
+                samples: BTreeMap::new(),
+                history: HistoryLibrary::new(HistoryConfig::default()),
+            })),
+            cancel: Rc::new(Cell::new(false)),
+            backend,
+            notice,
+            base_hash: digest(&model_bytes),
+            class_names: spec.class_names,
+            input_size: spec.input_size[0],
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    pub fn backend(&self) -> String {
+        self.backend.to_string()
+    }
+
+    /// Why the CPU fallback is used; empty on WebGPU.
+    pub fn notice(&self) -> String {
+        self.notice.clone()
+    }
+
+    /// The model's class names.
+    #[wasm_bindgen(js_name = classNames)]
+    pub fn class_names(&self) -> Vec<String> {
+        self.class_names.clone()
+    }
+
+    /// Square input side of the model in pixels.
+    #[wasm_bindgen(js_name = inputSize)]
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// Digest of the meta-model's bytes, for the manifest.
+    #[wasm_bindgen(js_name = baseModelHash)]
+    pub fn base_model_hash(&self) -> String {
+        self.base_hash.clone()
+    }
+
+    fn current_model(&self) -> Result<Fcos, JsError> {
+        self.inner
+            .borrow()
+            .model
+            .clone()
+            .ok_or_else(|| error("training is running: wait for it to finish or cancel it first"))
+    }
+
+    /// Boxes on an RGBA image: `{shown, candidates}` in image pixels.
+    pub async fn predict(&self, rgba: Vec<u8>, width: usize, height: usize, threshold: f32) -> Result<JsValue, JsError> {
+        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
+        let model = self.current_model()?;
+        let mut all = candidates(&model, &[&image], 1).await.map_err(error)?;
+        let candidates = all.pop().unwrap_or_default();
+        let shown = shown_detections(&candidates, threshold, NMS_IOU);
+        to_js(&Prediction { shown, candidates })
+    }
+
+    /// Stores (or replaces) the verified sample `id`: its pixels, the
+    /// candidates it was shown from, the user's verdicts and the score
+    /// threshold the boxes were shown at.
+    #[wasm_bindgen(js_name = setSample)]
+    pub fn set_sample(
+        &self,
+        id: String,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        candidates: JsValue,
+        verdicts: JsValue,
+        threshold: f32,
+    ) -> Result<JsValue, JsError> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(error(format!("the score threshold {threshold} must be between 0 and 1")));
+        }
+        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
+        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let config = TargetConfig {
+            score_threshold: threshold,
+            ..TargetConfig::default()
+        };
+        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
+        let categories = verdicts.categories();
+        let model = self.current_model()?;
+        let sample = Sample::new(&image, &target, model.spec());
+        self.inner
+            .borrow_mut()
+            .samples
+            .insert(id, (sample, categories.clone()));
+        to_js(&SampleResult { categories })
+    }
+
+    /// Forgets the sample `id` (no error when absent).
+    #[wasm_bindgen(js_name = removeSample)]
+    pub fn remove_sample(&self, id: String) {
+        self.inner.borrow_mut().samples.remove(&id);
+    }
+
+    /// Adds a history sample with its ground-truth boxes.
+    #[wasm_bindgen(js_name = addHistory)]
+    pub fn add_history(&self, rgba: Vec<u8>, width: usize, height: usize, boxes: JsValue) -> Result<(), JsError> {
+        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
+        let boxes: Vec<LabeledBox> = from_js(boxes, "the history boxes")?;
+        let model = self.current_model()?;
+        let sample = Sample::from_ground_truth(&image, &boxes, model.spec());
+        let mut inner = self.inner.borrow_mut();
+        let mut members = inner.history.members().to_vec();
+        if members.len() >= inner.history.capacity() {
+            return Err(error("the history library is full"));
+        }
+        members.push(sample);
+        inner.history = HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
+        Ok(())
+    }
+
+    /// Counts of samples per category and of history samples.
+    pub fn stats(&self) -> Result<JsValue, JsError> {
+        let inner = self.inner.borrow();
+        let count = |c: Category| inner.samples.values().filter(|(_, cats)| cats.contains(&c)).count();
+        to_js(&Stats {
+            samples: inner.samples.len(),
+            correct: count(Category::Correct),
+            missed: count(Category::MissedDetection),
+            false_detections: count(Category::FalseDetection),
+            history: inner.history.len(),
+        })
+    }
+
+    /// Stops a running training after its current step.
+    pub fn cancel(&self) {
+        self.cancel.set(true);
+    }
+
+    /// Trains on the verified samples with the history library, calling
+    /// `on_step(record, done, total)` after each step and yielding to the page
+    /// in between; resolves with `{records, cancelled}`.
+    pub async fn train(&self, options: JsValue, on_step: js_sys::Function) -> Result<JsValue, JsError> {
+        let options: TrainOptions = from_js(options, "the training options")?;
+        let rule: MixingRule = options.rule.parse().map_err(error)?;
+        let config = TrainConfig {
+            epochs: options.epochs,
+            batch_size: options.batch_size.unwrap_or(8),
+            learning_rate: options.learning_rate.unwrap_or(5e-4),
+            rule,
+            ..TrainConfig::default()
+        };
+        let (model, transfer, mut history) = {
+            let mut inner = self.inner.borrow_mut();
+            let model = inner
+                .model
+                .take()
+                .ok_or_else(|| error("training is already running"))?;
+            let transfer: Vec<Sample> = inner.samples.values().map(|(s, _)| s.clone()).collect();
+            let history = std::mem::replace(&mut inner.history, HistoryLibrary::new(HistoryConfig::default()));
+            (model, transfer, history)
+        };
+        self.cancel.set(false);
+        let result = self.run_training(model.clone(), config, &transfer, &mut history, &on_step).await;
+        let mut inner = self.inner.borrow_mut();
+        inner.history = history;
+        match result {
+            Ok((trained, records, cancelled)) => {
+                inner.model = Some(trained);
+                to_js(&TrainResult { records, cancelled })
+            }
+            Err(e) => {
+                inner.model = Some(model);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_training(
+        &self,
+        model: Fcos,
+        config: TrainConfig,
+        transfer: &[Sample],
+        history: &mut HistoryLibrary<Sample>,
+        on_step: &js_sys::Function,
+    ) -> Result<(Fcos, Vec<StepRecord>, bool), JsError> {
+        let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
+        let total = run.total_steps();
+        let mut records = Vec::with_capacity(total);
+        while let Some(record) = run.step().await.map_err(error)? {
+            let value = to_js(&record)?;
+            records.push(record);
+            on_step
+                .call3(&JsValue::NULL, &value, &JsValue::from(run.steps_done()), &JsValue::from(total))
+                .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
+            if self.cancel.get() && !run.is_finished() {
+                return Ok((run.into_model(), records, true));
+            }
+            yield_to_page().await;
+        }
+        Ok((run.into_model(), records, false))
+    }
+
+    /// The current weights as burnpack bytes (the format the CLI loads).
+    #[wasm_bindgen(js_name = exportWeights)]
+    pub async fn export_weights(&self) -> Result<Vec<u8>, JsError> {
+        let model = self.current_model()?;
+        save_fcos(&model).await.map_err(error)
+    }
+}

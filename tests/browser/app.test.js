@@ -1,0 +1,339 @@
+// Browser tests of the page (www/) against the server under test.
+//   node --test tests/browser/                 real wasm build (default; CI)
+//   VERITUNE_FAKE=1 node --test tests/browser/ JS fake pkg (UI checks only)
+// See helpers.js for the environment variables.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  DOWNLOADS,
+  FAKE,
+  ROOT,
+  TRAIN_MS,
+  WAIT_MS,
+  appUrl,
+  counters,
+  dragOnCanvas,
+  ensureShownBoxes,
+  foreignRequests,
+  launchBrowser,
+  pageErrors,
+  screenshot,
+  setThreshold,
+  startServer,
+  trainAndWait,
+  trainAttempts,
+  waitForReady,
+  waitTrainingDone,
+} from './helpers.js';
+
+const SUITE_MS = 2 * WAIT_MS + 4 * TRAIN_MS;
+const shown = (page) => page.locator('#box-list li[data-box^="shown-"]');
+
+describe(`veritune page, WebGPU allowed${FAKE ? ' (FAKE pkg)' : ''}`, { timeout: SUITE_MS }, () => {
+  let server;
+  let browser;
+  let page;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser({ webgpu: true });
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('loads with the backend badge and boxes on the first sample', { timeout: 2 * WAIT_MS }, async () => {
+    await page.goto(appUrl(server.url));
+    await waitForReady(page);
+    const badge = (await page.locator('#backend-badge').innerText()).trim();
+    assert.match(badge, /^(WebGPU|CPU \(WebGPU unavailable: .+\))$/);
+    assert.ok((await page.locator('#thumbs .thumb').count()) >= 1, 'a sample thumbnail');
+    assert.ok(
+      Number(await page.locator('#image-canvas').getAttribute('data-boxes')) > 0,
+      'the detector shows boxes on the first sample at the default threshold 0.5',
+    );
+    assert.ok((await shown(page).count()) > 0, 'boxes listed');
+    await page.waitForFunction(() => Number(document.getElementById('count-history').textContent) > 0, null, {
+      timeout: WAIT_MS,
+    });
+    await screenshot(page, '01-loaded.png');
+    assert.equal(await pageErrors(page), '');
+    assert.deepEqual(browser.consoleErrors, []);
+  });
+
+  test('verdicts through the UI update the counters', { timeout: 2 * WAIT_MS }, async () => {
+    const classCount = await page.locator('#draw-class option').count();
+    assert.ok(classCount >= 1, 'class names in the draw select');
+    assert.ok((await ensureShownBoxes(page, 2)) >= 2, 'two shown boxes on the first sample');
+    const first = shown(page).nth(0);
+    await first.locator('[data-action="confirm"]').click();
+    await assert.doesNotReject(first.locator('[data-action="confirm"][aria-pressed="true"]').waitFor());
+    await shown(page).nth(1).locator('[data-action="reject"]').click();
+    assert.equal(await shown(page).nth(1).getAttribute('data-judgement'), 'rejected');
+
+    // Draw a missed object.
+    await page.locator('input[name="mode"][value="draw"]').check();
+    await dragOnCanvas(page, [0.42, 0.42], [0.58, 0.6]);
+    await page.locator('#box-list li[data-box="drawn-0"]').waitFor();
+    await page.locator('input[name="mode"][value="edit"]').check();
+    // Not reviewed until every shown box is judged.
+    await page.locator('#confirm-all').click();
+    await page.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
+    let c = await counters(page);
+    assert.deepEqual({ correct: c.correct, missed: c.missed, false: c.false, samples: c.samples }, {
+      correct: 0,
+      missed: 1,
+      false: 1,
+      samples: 1,
+    });
+    assert.match(await page.locator('#thumbs .thumb').first().innerText(), /missed \+ false/);
+
+    // A drawn box can be selected and removed with Delete.
+    await page.locator('input[name="mode"][value="draw"]').check();
+    await dragOnCanvas(page, [0.3, 0.3], [0.4, 0.42]);
+    await page.locator('#box-list li[data-box="drawn-1"]').waitFor();
+    await page.keyboard.press('Delete');
+    await page.locator('#box-list li[data-box="drawn-1"]').waitFor({ state: 'detached' });
+    await page.locator('input[name="mode"][value="edit"]').check();
+
+    // A second image (arrow key): move a box with the mouse and change a
+    // class (corrections), confirm the rest: a correct sample.
+    if ((await page.locator('#thumbs .thumb').count()) > 1) {
+      await page.locator('#image-canvas').focus();
+      await page.keyboard.press('ArrowRight');
+      await page.waitForFunction(() => document.getElementById('image-name').textContent.startsWith('2 /'));
+      await page.waitForFunction(() => !document.getElementById('confirm-all').disabled);
+      // (The threshold stays: lowering it could show new boxes on the first image.)
+      if ((await shown(page).count()) >= 1) {
+        const canvas = await page.locator('#image-canvas').boundingBox();
+        const [b] = await page.evaluate(() => window.veritunePage.boxesOnScreen());
+        const cx = canvas.x + b.x + b.w / 2;
+        const cy = canvas.y + b.y + b.h / 2;
+        await page.mouse.move(cx, cy);
+        await page.mouse.down();
+        for (let k = 1; k <= 5; k++) await page.mouse.move(cx + 3 * k, cy + 2 * k);
+        await page.mouse.up();
+        assert.equal(await shown(page).nth(0).getAttribute('data-judgement'), 'corrected');
+        if (classCount > 1 && (await shown(page).count()) > 1) {
+          const select = shown(page).nth(1).locator('select[data-action="class"]');
+          const value = Number(await select.inputValue());
+          await select.selectOption(String((value + 1) % classCount));
+          assert.equal(await shown(page).nth(1).getAttribute('data-judgement'), 'corrected');
+        }
+      }
+      await page.locator('#confirm-all').click();
+      await page.waitForFunction(() => document.getElementById('count-samples').textContent === '2');
+      c = await counters(page);
+      assert.equal(c.correct, 1);
+      await page.locator('#prev-image').click();
+    }
+    await screenshot(page, '02-verdicts.png');
+    assert.equal(await pageErrors(page), '');
+  });
+
+  test('trains one epoch: progress reaches the end, plots and changes are shown', { timeout: TRAIN_MS + WAIT_MS }, async () => {
+    await trainAndWait(page, { epochs: 1 });
+    const status = await page.locator('#train-status').innerText();
+    assert.match(status, /^Finished: \d+ steps? in/, status);
+    const bar = await page.locator('#train-progress').evaluate((el) => [el.value, el.max]);
+    assert.ok(bar[1] >= 1 && bar[0] === bar[1], `progress ${bar}`);
+    for (const id of ['plot-loss', 'plot-similarity', 'plot-weights']) {
+      assert.ok(Number(await page.locator(`#${id}`).getAttribute('data-points')) >= 1, `${id} has points`);
+    }
+    assert.ok(await page.locator('#changes-panel').isVisible(), 'what changed is shown');
+    assert.ok((await page.locator('#changes-table tbody tr').count()) >= 1);
+    await screenshot(page, '03-trained.png');
+    await page.locator('input[name="view"][value="now"]').check();
+    await screenshot(page, '04-after-training-view.png');
+    await page.locator('input[name="view"][value="review"]').check();
+    assert.equal(await pageErrors(page), '');
+  });
+
+  test('cancel stops a long training run', { timeout: TRAIN_MS + WAIT_MS }, async () => {
+    await page.locator('#epochs').fill('50');
+    const attempts = await trainAttempts(page);
+    await page.locator('#train').click();
+    await page.waitForFunction(() => Number(document.getElementById('train-progress').value) >= 1, null, {
+      timeout: TRAIN_MS,
+    });
+    await page.locator('#cancel-train').click();
+    await waitTrainingDone(page, attempts);
+    const status = await page.locator('#train-status').innerText();
+    assert.match(status, /^Cancelled: \d+ steps?/, status);
+    const [value, max] = await page.locator('#train-progress').evaluate((el) => [el.value, el.max]);
+    assert.ok(value < max, `stopped early (${value} of ${max})`);
+    assert.equal(await pageErrors(page), '');
+  });
+
+  test('export downloads the weights and the manifest', { timeout: 2 * WAIT_MS }, async () => {
+    mkdirSync(DOWNLOADS, { recursive: true });
+    const downloads = [];
+    page.on('download', (d) => downloads.push(d));
+    await page.locator('#export').click();
+    const deadline = Date.now() + WAIT_MS;
+    while (downloads.length < 2 && Date.now() < deadline) await page.waitForTimeout(100);
+    assert.equal(downloads.length, 2, `two downloads (errors: ${await pageErrors(page)})`);
+    const byName = Object.fromEntries(downloads.map((d) => [d.suggestedFilename(), d]));
+    assert.deepEqual(Object.keys(byName).sort(), ['veritune-adapted.bpk', 'veritune-manifest.json']);
+    const weights = join(DOWNLOADS, 'veritune-adapted.bpk');
+    const manifestPath = join(DOWNLOADS, 'veritune-manifest.json');
+    await byName['veritune-adapted.bpk'].saveAs(weights);
+    await byName['veritune-manifest.json'].saveAs(manifestPath);
+    assert.ok(statSync(weights).size > 0, 'weights are not empty');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    assert.equal(manifest.weights.bytes, statSync(weights).size);
+    assert.match(manifest.baseModelHash, /^[0-9a-f]+$/);
+    assert.ok(manifest.verdicts.samples >= 1);
+    assert.equal(manifest.training.length, 2);
+    assert.ok(manifest.training[0].records.length >= 1);
+    assert.ok(manifest.training[0].before && manifest.training[0].after);
+    assert.equal(manifest.training[1].cancelled, true);
+    await screenshot(page, '05-exported.png');
+  });
+
+  test('opens images by file picker, folder and drop; says which files it cannot open', { timeout: 2 * WAIT_MS }, async () => {
+    const before = await page.locator('#thumbs .thumb').count();
+    const samples = join(ROOT, 'www/pkg-fake/samples');
+    await page.locator('#file-input').setInputFiles([join(samples, 'transfer/scene-3.png')]);
+    await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n + 1, before);
+    // The newly opened image becomes the current one and is predicted.
+    await page.waitForFunction(() => document.getElementById('image-name').textContent.endsWith('scene-3.png'));
+    await page.waitForFunction(() => !document.getElementById('confirm-all').disabled);
+
+    // A folder: three PNGs and an index.json that is skipped.
+    await page.locator('#folder-input').setInputFiles(join(samples, 'history'));
+    await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n + 4, before);
+    await page.waitForFunction(() => !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+    assert.match(await page.locator('#status').innerText(), /1 file was skipped/);
+    assert.match(await page.locator('#thumbs .thumb').last().innerText(), /history\/2\.png/);
+
+    // A drop onto the workspace.
+    const png = readFileSync(join(samples, 'transfer/scene-2.png')).toString('base64');
+    await page.evaluate(async (b64) => {
+      const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped <b>x</b>.png', { type: 'image/png' }));
+      const ws = document.getElementById('workspace');
+      ws.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      ws.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, png);
+    await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n + 5, before);
+    // File names are text, never markup.
+    assert.equal(await page.locator('#thumbs .thumb b').count(), 0);
+    assert.match(await page.locator('#thumbs .thumb').last().innerText(), /dropped <b>x<\/b>\.png/);
+
+    // Files that are not images, or broken images: readable errors.
+    await page.locator('#file-input').setInputFiles([
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') },
+    ]);
+    await page.locator('#errors .error').first().waitFor();
+    assert.match(await pageErrors(page), /None of the 1 chosen files is an image/);
+    await page.locator('#file-input').setInputFiles([
+      { name: 'broken.png', mimeType: 'image/png', buffer: Buffer.from('not a png') },
+    ]);
+    await page.waitForFunction(() => document.getElementById('errors').textContent.includes('broken.png'));
+    assert.match(await pageErrors(page), /“broken\.png” could not be decoded as an image/);
+    await screenshot(page, '07-opened-and-errors.png');
+    // Dismiss the errors.
+    while ((await page.locator('#errors .error').count()) > 0) await page.locator('#errors .error button').first().click();
+    assert.equal(await pageErrors(page), '');
+    await page.waitForFunction(() => !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+  });
+
+  test('the threshold slider re-filters the shown boxes and un-reviews images with new unjudged boxes', { timeout: 2 * WAIT_MS }, async () => {
+    await page.locator('#thumbs .thumb').first().click();
+    await page.waitForFunction(() => document.getElementById('image-name').textContent.startsWith('1 /'));
+    await setThreshold(page, 0.95);
+    const high = await shown(page).count();
+    await setThreshold(page, 0.05);
+    const low = await shown(page).count();
+    assert.ok(low >= high, `more boxes at 0.05 (${low}) than at 0.95 (${high})`);
+    const unjudged = await page.locator('#box-list li[data-judgement="unjudged"]').count();
+    const state = await page.locator('#image-state').innerText();
+    if (unjudged > 0) {
+      assert.match(state, /judged$/, state);
+      await page.locator('#confirm-all').click();
+    }
+    await page.waitForFunction(() => /^reviewed/.test(document.getElementById('image-state').textContent));
+    await setThreshold(page, 0.5);
+    assert.equal(await pageErrors(page), '');
+  });
+
+  test('?backend=cpu asks for the CPU backend', { timeout: 2 * WAIT_MS }, async () => {
+    const cpu = await browser.context.newPage();
+    try {
+      await cpu.goto(appUrl(server.url, { backend: 'cpu' }));
+      await waitForReady(cpu);
+      assert.match(await cpu.locator('#backend-badge').innerText(), /^CPU \(WebGPU unavailable: .+\)$/);
+    } finally {
+      await cpu.close();
+    }
+  });
+
+  test('no console errors and no request leaves 127.0.0.1', () => {
+    assert.deepEqual(browser.consoleErrors, []);
+    assert.ok(browser.requests.length > 0);
+    assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+  });
+});
+
+describe(`veritune page, WebGPU off: the CPU fallback${FAKE ? ' (FAKE pkg)' : ''}`, { timeout: 2 * WAIT_MS + TRAIN_MS }, () => {
+  let server;
+  let browser;
+  let page;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser({ webgpu: false });
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('falls back to the CPU, shows why, and trains', { timeout: WAIT_MS + TRAIN_MS }, async () => {
+    await page.goto(appUrl(server.url));
+    await waitForReady(page);
+    assert.match(await page.locator('#backend-badge').innerText(), /^CPU \(WebGPU unavailable: .+\)$/);
+    await page.locator('#confirm-all').click();
+    await page.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
+    await trainAndWait(page, { epochs: 1 });
+    assert.match(await page.locator('#train-status').innerText(), /^Finished: \d+ steps? in/);
+    await screenshot(page, '06-cpu-fallback.png');
+    assert.equal(await pageErrors(page), '');
+    assert.deepEqual(browser.consoleErrors, []);
+    assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+  });
+});
+
+describe('a crash of the wasm module (FAKE pkg only)', { timeout: 2 * WAIT_MS, skip: !FAKE && 'needs VERITUNE_FAKE=1' }, () => {
+  test('a panic during training is shown and the page does not wait forever', { timeout: 2 * WAIT_MS }, async () => {
+    const server = await startServer();
+    const browser = await launchBrowser({ webgpu: true });
+    try {
+      const page = await browser.context.newPage();
+      await page.goto(appUrl(server.url, { fakePanic: 'train', fakeStepMs: '20' }));
+      await waitForReady(page);
+      await page.locator('#confirm-all').click();
+      await page.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
+      await page.locator('#epochs').fill('3');
+      await page.locator('#train').click();
+      await page.waitForFunction(() => document.body.dataset.phase === 'failed');
+      assert.match(await pageErrors(page), /veritune crashed: fake panic.*Reload the page/s);
+      assert.ok(await page.locator('#train').isDisabled());
+      assert.ok(await page.locator('#export').isDisabled());
+      await page.waitForFunction(() => Number(document.body.dataset.trainAttempts || 0) === 1);
+      await screenshot(page, '08-crash.png');
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});

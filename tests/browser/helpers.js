@@ -1,0 +1,249 @@
+// Shared pieces of the browser tests: the server under test, Chromium, and
+// recorders for requests and console errors.
+//
+// Environment:
+//   VERITUNE_SERVE   command that serves www/ ("{port}" is replaced by a free
+//                    port, else "--port N" is appended). Default:
+//                    target/release/veritune serve --port {port}
+//                    (with VERITUNE_FAKE=1: node tests/browser/static-server.js --port {port})
+//   VERITUNE_FAKE=1  run the page on the JS fake pkg (?fake=1): UI checks only.
+//   CHROMIUM         browser binary (default /usr/bin/chromium).
+//   VERITUNE_TIMEOUT_MS        waits for page states (default 120000, fake 20000).
+//   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000, fake 30000).
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const FAKE = process.env.VERITUNE_FAKE === '1';
+export const WAIT_MS = Number(process.env.VERITUNE_TIMEOUT_MS || (FAKE ? 20_000 : 120_000));
+export const TRAIN_MS = Number(process.env.VERITUNE_TRAIN_TIMEOUT_MS || (FAKE ? 30_000 : 900_000));
+export const SCREENSHOTS = join(ROOT, 'target/screenshots');
+export const DOWNLOADS = join(ROOT, 'target/browser');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** Starts the server under test and waits until it answers; `stop()` ends it. */
+export async function startServer() {
+  const port = await freePort();
+  let cmd =
+    process.env.VERITUNE_SERVE ||
+    (FAKE ? 'node tests/browser/static-server.js --port {port}' : 'target/release/veritune serve --port {port}');
+  cmd = cmd.includes('{port}') ? cmd.replaceAll('{port}', String(port)) : `${cmd} --port ${port}`;
+  if (!process.env.VERITUNE_SERVE && !FAKE && !existsSync(join(ROOT, 'target/release/veritune'))) {
+    throw new Error('target/release/veritune is missing: build it (cargo build --release, after scripts/build-web) or set VERITUNE_SERVE');
+  }
+  const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  let exited = null;
+  const exitPromise = new Promise((ok) =>
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      ok();
+    }),
+  );
+  const url = `http://127.0.0.1:${port}/`;
+  const stop = async () => {
+    if (exited) return;
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
+    const t = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    }, 5000);
+    await exitPromise;
+    clearTimeout(t);
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) throw new Error(`the server (${cmd}) exited with ${JSON.stringify(exited)} before answering:\n${output}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      if (res.ok) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the server (${cmd}) did not answer on ${url} within 60 s:\n${output}`);
+    }
+    await sleep(200);
+  }
+  return { url, port, stop, output: () => output };
+}
+
+/** Launches Debian's Chromium headless with a fresh profile. */
+export async function launchBrowser({ webgpu = true } = {}) {
+  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless=new'];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  else args.push('--disable-webgpu');
+  const userDataDir = mkdtempSync(join(tmpdir(), 'veritune-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 720 },
+    timeout: 60_000,
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  const requests = [];
+  const consoleErrors = [];
+  context.on('request', (r) => requests.push(r.url()));
+  const watch = (page) => {
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: uncaught ${e.message}`));
+  };
+  context.pages().forEach(watch);
+  context.on('page', watch);
+  const close = async () => {
+    await context.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { context, requests, consoleErrors, close };
+}
+
+/** The page's URL with the test's query (adds fake=1 in fake mode). */
+export function appUrl(base, query = {}) {
+  const u = new URL(base);
+  if (FAKE) u.searchParams.set('fake', '1');
+  for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
+  return u.toString();
+}
+
+/** Requests that went anywhere but the server on 127.0.0.1 (blob: and data: of the page are fine). */
+export function foreignRequests(requests, port) {
+  return requests.filter((raw) => {
+    let u;
+    try {
+      u = new URL(raw);
+    } catch {
+      return true;
+    }
+    if (u.protocol === 'data:') return false;
+    if (u.protocol === 'blob:') u = new URL(raw.slice('blob:'.length));
+    return !(u.protocol === 'http:' && u.hostname === '127.0.0.1' && u.port === String(port));
+  });
+}
+
+/** Text of the page's error area (role=alert), '' when empty. */
+export async function pageErrors(page) {
+  return (await page.locator('#errors').innerText()).trim();
+}
+
+/** Waits until the page has started and shows the current image's prediction; fails with the page's errors. */
+export async function waitForReady(page) {
+  try {
+    await page.waitForFunction(
+      () => document.body.dataset.phase === 'ready' || document.body.dataset.phase === 'failed',
+      null,
+      { timeout: WAIT_MS },
+    );
+    await page.waitForFunction(
+      () => document.body.dataset.phase === 'failed' || document.getElementById('image-canvas').dataset.predicted === 'true',
+      null,
+      { timeout: WAIT_MS },
+    );
+  } catch (e) {
+    throw new Error(`the page did not become ready: ${e.message}\npage errors: ${await pageErrors(page)}`);
+  }
+  const phase = await page.evaluate(() => document.body.dataset.phase);
+  if (phase !== 'ready') throw new Error(`the page failed to start: ${await pageErrors(page)}`);
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOTS, name) });
+}
+
+/** Sets the threshold slider the way a user would (input, then change). */
+export async function setThreshold(page, value) {
+  await page.locator('#threshold').evaluate((el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  }, value);
+}
+
+/** Lowers the threshold until the current image shows at least `n` boxes; returns the count. */
+export async function ensureShownBoxes(page, n) {
+  const count = () => page.locator('#box-list li[data-box^="shown-"]').count();
+  let c = await count();
+  for (const t of [0.4, 0.3, 0.2, 0.1, 0.05]) {
+    if (c >= n) break;
+    await setThreshold(page, t);
+    c = await count();
+  }
+  return c;
+}
+
+/** Drags on the canvas from/to fractions of its size. */
+export async function dragOnCanvas(page, from, to) {
+  const box = await page.locator('#image-canvas').boundingBox();
+  const at = ([fx, fy]) => [box.x + box.width * fx, box.y + box.height * fy];
+  const [x0, y0] = at(from);
+  const [x1, y1] = at(to);
+  await page.mouse.move(x0, y0);
+  await page.mouse.down();
+  for (let k = 1; k <= 8; k++) await page.mouse.move(x0 + ((x1 - x0) * k) / 8, y0 + ((y1 - y0) * k) / 8);
+  await page.mouse.up();
+}
+
+/** Reads the five counters. */
+export async function counters(page) {
+  return page.evaluate(() =>
+    Object.fromEntries(
+      ['correct', 'missed', 'false', 'samples', 'history'].map((k) => [k, Number(document.getElementById(`count-${k}`).textContent)]),
+    ),
+  );
+}
+
+/** Sets epochs, presses Train and waits for the run (and the prediction pass after it) to end. */
+export async function trainAndWait(page, { epochs = 1 } = {}) {
+  await page.locator('#epochs').fill(String(epochs));
+  const attempts = await trainAttempts(page);
+  await page.locator('#train').click();
+  await waitTrainingDone(page, attempts);
+}
+
+export function trainAttempts(page) {
+  return page.evaluate(() => Number(document.body.dataset.trainAttempts || 0));
+}
+
+/** Waits until the page has finished training attempt number `before + 1` (and predicted again). */
+export async function waitTrainingDone(page, before) {
+  try {
+    await page.waitForFunction(
+      (n) =>
+        Number(document.body.dataset.trainAttempts || 0) > n &&
+        document.body.dataset.phase === 'ready' &&
+        !document.body.dataset.predicting,
+      before,
+      { timeout: TRAIN_MS, polling: 250 },
+    );
+  } catch (e) {
+    throw new Error(`training did not end: ${e.message}\nstatus: ${await page.locator('#train-status').innerText()}\npage errors: ${await pageErrors(page)}`);
+  }
+}
+
+export { mkdirSync, join };

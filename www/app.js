@@ -1,0 +1,1713 @@
+// veritune's page: open images, judge the detector's boxes, train in the tab,
+// download the adapted weights. Everything stays on this machine.
+//
+// URL flags: ?backend=cpu asks the session for the CPU backend;
+// ?fake=1 loads the JS stand-in www/pkg-fake/ instead of the wasm build
+// (UI development and fast tests only).
+
+import { shownIndices, countMatches, normalise, area } from './boxes.js';
+import { LineChart } from './plot.js';
+import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
+
+const params = new URLSearchParams(location.search);
+const FAKE = params.get('fake') === '1';
+const PREFER_WEBGPU = params.get('backend') !== 'cpu';
+const ASSETS = FAKE
+  ? { pkg: './pkg-fake/veritune.js', model: 'pkg-fake/model.fake', transfer: 'pkg-fake/samples/transfer/', history: 'pkg-fake/samples/history/' }
+  : { pkg: './pkg/veritune.js', model: 'assets/model.bpk', transfer: 'samples/transfer/', history: 'samples/history/' };
+
+/** The longer side of the working image; boxes are in its pixels. */
+const MAX_SIDE = 1024;
+/** Smallest drawn or corrected box side, in working-image pixels. */
+const MIN_BOX = 3;
+const HANDLE_PX = 9;
+const COLORS = {
+  unjudged: '#f59e0b',
+  confirmed: '#16a34a',
+  rejected: '#dc2626',
+  corrected: '#2563eb',
+  drawn: '#c026d3',
+  now: '#f97316',
+  label: '#e5e7eb',
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  badge: $('backend-badge'),
+  status: $('status'),
+  statusProgress: $('status-progress'),
+  statusCancel: $('status-cancel'),
+  errors: $('errors'),
+  workspace: $('workspace'),
+  fileInput: $('file-input'),
+  folderInput: $('folder-input'),
+  threshold: $('threshold'),
+  thresholdValue: $('threshold-value'),
+  drawClass: $('draw-class'),
+  canvas: $('image-canvas'),
+  canvasWrap: $('canvas-wrap'),
+  overlay: $('canvas-overlay'),
+  prev: $('prev-image'),
+  next: $('next-image'),
+  imageName: $('image-name'),
+  imageState: $('image-state'),
+  viewChoice: $('view-choice'),
+  thumbs: $('thumbs'),
+  confirmAll: $('confirm-all'),
+  rereview: $('rereview'),
+  boxList: $('box-list'),
+  counts: {
+    correct: $('count-correct'),
+    missed: $('count-missed'),
+    false: $('count-false'),
+    samples: $('count-samples'),
+    history: $('count-history'),
+  },
+  epochs: $('epochs'),
+  rule: $('rule'),
+  batchSize: $('batch-size'),
+  learningRate: $('learning-rate'),
+  train: $('train'),
+  cancelTrain: $('cancel-train'),
+  trainProgress: $('train-progress'),
+  trainStatus: $('train-status'),
+  changesPanel: $('changes-panel'),
+  changesSummary: $('changes-summary'),
+  changesBody: document.querySelector('#changes-table tbody'),
+  changesTable: $('changes-table'),
+  exportButton: $('export'),
+};
+
+// ---------------------------------------------------------------- state
+
+let session = null;
+/** What the session said about itself at start (read once: no calls while it is busy). */
+let facts = { backend: '', notice: '', baseModelHash: '', inputSize: 0 };
+let classNames = [];
+let threshold = Number(ui.threshold.value);
+let mode = 'edit'; // 'edit' | 'draw'
+let view = 'review'; // 'review' | 'now'
+let locked = true; // no editing (starting, training)
+let training = false;
+let nextId = 1;
+/** @type {ImageEntry[]} */
+const images = [];
+let current = -1;
+/** Selected box on the current image: {kind: 'shown'|'drawn', index} */
+let selection = null;
+let drag = null;
+const runs = [];
+let historyReady = Promise.resolve();
+let trainAttempts = 0;
+
+/**
+ * @typedef {object} ImageEntry
+ * @property {string} id
+ * @property {string} name
+ * @property {'sample'|'user'} source
+ * @property {ImageBitmap} bitmap
+ * @property {number} width
+ * @property {number} height
+ * @property {{candidates: object[]}|null} base  prediction the verdicts refer to
+ * @property {{candidates: object[]}|null} latest  latest prediction of the current model
+ * @property {boolean} stale  latest is from an older model
+ * @property {Map<number, object>} judgements  candidate index -> judgement
+ * @property {{bbox: object, class: number}[]} drawn
+ * @property {boolean} touched  the user has given a verdict on this image
+ * @property {boolean} inSession
+ * @property {string[]} categories
+ * @property {string|null} syncedKey
+ * @property {string|null} error
+ */
+
+// ---------------------------------------------------------------- messages
+
+/** The page's phase for tests and styling; a crash is final. */
+function setPhase(phase) {
+  if (document.body.dataset.phase === 'failed' && crashMessage) return;
+  document.body.dataset.phase = phase;
+}
+
+function messageOf(e) {
+  if (e instanceof Error) return e.message || String(e);
+  if (typeof e === 'string') return e;
+  if (e && typeof e.message === 'string') return e.message;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+function sentence(text) {
+  const t = String(text).trim();
+  if (!t) return 'Something went wrong.';
+  return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+/** Shows an error as a readable sentence in the alert area (never only in the console). */
+function showError(context, e) {
+  const text = e === undefined ? sentence(context) : `${context}: ${sentence(messageOf(e))}`;
+  // After a crash every pending call fails with the same message: say it once.
+  if (crashMessage && text !== sentence(crashMessage) && text.includes(crashMessage)) return;
+  const last = ui.errors.lastElementChild;
+  if (last && last.querySelector('p').textContent === text) return;
+  const item = document.createElement('div');
+  item.className = 'error';
+  const p = document.createElement('p');
+  p.textContent = text;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.textContent = '×';
+  close.setAttribute('aria-label', 'Dismiss this error');
+  close.addEventListener('click', () => item.remove());
+  item.append(p, close);
+  ui.errors.append(item);
+  while (ui.errors.children.length > 12) ui.errors.firstElementChild.remove();
+  ui.errors.scrollTop = ui.errors.scrollHeight;
+}
+
+window.addEventListener('error', (ev) => {
+  showError('Unexpected error in the page', ev.error || ev.message);
+});
+window.addEventListener('unhandledrejection', (ev) => {
+  showError('Unexpected error in the page', ev.reason);
+});
+
+let statusCancel = null;
+/** The status line; `progress` in [0, 1] shows a bar, `cancel` a Stop button. */
+function setStatus(text, { progress = null, cancel = null } = {}) {
+  ui.status.textContent = text;
+  ui.status.title = text;
+  if (progress === null) {
+    ui.statusProgress.hidden = true;
+  } else {
+    ui.statusProgress.hidden = false;
+    ui.statusProgress.value = Math.max(0, Math.min(1, progress));
+  }
+  statusCancel = cancel;
+  ui.statusCancel.hidden = !cancel;
+}
+ui.statusCancel.addEventListener('click', () => {
+  if (statusCancel) statusCancel();
+});
+
+/** What the last opening of files left to say (skipped files), shown until the next one. */
+let openNote = '';
+
+function idleStatus() {
+  if (training || crashMessage) return;
+  const n = images.length;
+  const reviewed = images.filter((e) => e.inSession).length;
+  setStatus(
+    openNote +
+    (n
+      ? `${n} image${n === 1 ? '' : 's'} open, ${reviewed} reviewed. Judge the boxes, then press Train.`
+      : 'Open images to begin.'),
+  );
+}
+
+// ---------------------------------------------------------------- session access
+
+// wasm-bindgen objects must not be used by two async calls at once: every
+// session call goes through this queue (cancel() is the one exception).
+let chain = Promise.resolve();
+// A Rust panic leaves the pending promise unsettled forever: the module's
+// panic hook calls globalThis.__veritunePanic, which rejects this, and every
+// session call races against it so nothing waits forever.
+let crashWith = null;
+const crashed = new Promise((_, reject) => (crashWith = reject));
+crashed.catch(() => {});
+let crashMessage = '';
+
+function withSession(fn) {
+  const p = chain.then(() => (crashMessage ? Promise.reject(new Error(crashMessage)) : Promise.race([fn(session), crashed])));
+  chain = p.catch(() => {});
+  return p;
+}
+
+globalThis.__veritunePanic = (message) => {
+  if (crashMessage) return;
+  crashMessage = `${sentence(String(message))} Reload the page to start again (your images were not sent anywhere)`;
+  crashWith(new Error(crashMessage));
+  showError(crashMessage);
+  training = false;
+  setPhase('failed');
+  setStatus('The detector stopped working; reload the page.');
+  setLocked(true);
+  ui.train.disabled = true;
+  ui.exportButton.disabled = true;
+  ui.cancelTrain.disabled = true;
+};
+
+function normalisePrediction(result) {
+  const candidates = Array.isArray(result && result.candidates) ? result.candidates : [];
+  const shown = Array.isArray(result && result.shown) ? result.shown : [];
+  // The shown boxes are a subset of the candidates; keep both consistent.
+  const all = candidates.length ? candidates : shown;
+  return { candidates: all.map((d) => ({ bbox: { ...d.bbox }, class: d.class, score: d.score })) };
+}
+
+async function refreshStats() {
+  try {
+    const s = await withSession((s) => s.stats());
+    ui.counts.correct.textContent = String(s.correct);
+    ui.counts.missed.textContent = String(s.missed);
+    ui.counts.false.textContent = String(s.falseDetections);
+    ui.counts.samples.textContent = String(s.samples);
+    ui.counts.history.textContent = String(s.history);
+  } catch (e) {
+    showError('Could not read the sample counts', e);
+  }
+}
+
+// ---------------------------------------------------------------- verdicts
+
+function className(c) {
+  return classNames[c] ?? `class ${c}`;
+}
+
+function shownOf(entry, candidates = entry.base && entry.base.candidates) {
+  return candidates ? shownIndices(candidates, threshold) : [];
+}
+
+function verdictsOf(entry) {
+  const idx = shownOf(entry);
+  return {
+    shown: idx.map((i) => ({ detection: entry.base.candidates[i], judgement: entry.judgements.get(i) ?? null })),
+    drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
+  };
+}
+
+function isReviewed(entry) {
+  return Boolean(entry.base) && entry.touched && shownOf(entry).every((i) => entry.judgements.has(i));
+}
+
+/** Same rule as the crate's ImageVerdicts::categories. */
+function localCategories(entry) {
+  if (!isReviewed(entry)) return [];
+  const cats = [];
+  if (entry.drawn.length) cats.push('missed_detection');
+  if (shownOf(entry).some((i) => entry.judgements.get(i).kind === 'rejected')) cats.push('false_detection');
+  if (!cats.length) cats.push('correct');
+  return cats;
+}
+
+/** The boxes the user vouches for (confirmed, corrected, drawn) and the rejected ones. */
+function userBoxes(entry) {
+  const labels = [];
+  const rejected = [];
+  if (!entry.base) return { labels, rejected };
+  for (const i of shownOf(entry)) {
+    const d = entry.base.candidates[i];
+    const j = entry.judgements.get(i);
+    if (!j) continue;
+    if (j.kind === 'confirmed') labels.push({ bbox: d.bbox, class: d.class });
+    else if (j.kind === 'corrected') labels.push(j.label);
+    else if (j.kind === 'rejected') rejected.push({ bbox: d.bbox, class: d.class });
+  }
+  for (const d of entry.drawn) labels.push(d);
+  return { labels, rejected };
+}
+
+/** Sends an image's verdicts to the session when it is reviewed; removes it when no longer. */
+function scheduleSync(entry) {
+  if (entry.syncing) {
+    entry.syncAgain = true;
+    return entry.syncing;
+  }
+  entry.syncing = withSession(async (s) => {
+    do {
+      entry.syncAgain = false;
+      await syncOnce(s, entry);
+    } while (entry.syncAgain);
+  })
+    .catch((e) => showError(`Could not update the verdicts of “${entry.name}”`, e))
+    .finally(() => {
+      entry.syncing = null;
+      updateThumb(entry);
+      if (images[current] === entry) renderCaption();
+      idleStatus();
+      refreshStats();
+    });
+  return entry.syncing;
+}
+
+async function syncOnce(s, entry) {
+  if (isReviewed(entry)) {
+    const verdicts = verdictsOf(entry);
+    const key = JSON.stringify(verdicts);
+    if (entry.inSession && key === entry.syncedKey) return;
+    try {
+      const rgba = rgbaOf(entry.bitmap);
+      // The 7th argument, the display threshold, tells the rule which
+      // candidates were below what the user saw.
+      const res = await s.setSample(entry.id, rgba, entry.width, entry.height, entry.base.candidates, verdicts, threshold);
+      entry.categories = res && Array.isArray(res.categories) ? res.categories : localCategories(entry);
+      entry.inSession = true;
+      entry.syncedKey = key;
+      entry.error = null;
+    } catch (e) {
+      entry.error = sentence(messageOf(e));
+      showError(`The verdicts on “${entry.name}” were not accepted`, e);
+      if (entry.inSession) {
+        await s.removeSample(entry.id);
+        entry.inSession = false;
+      }
+      entry.categories = [];
+      entry.syncedKey = null;
+    }
+  } else if (entry.inSession) {
+    await s.removeSample(entry.id);
+    entry.inSession = false;
+    entry.categories = [];
+    entry.syncedKey = null;
+    entry.error = null;
+  } else {
+    entry.error = null;
+  }
+}
+
+function verdictsChanged(entry) {
+  entry.touched = true;
+  updateThumb(entry);
+  renderAll();
+  scheduleSync(entry);
+}
+
+function setJudgement(entry, index, judgement) {
+  if (judgement) entry.judgements.set(index, judgement);
+  else entry.judgements.delete(index);
+  verdictsChanged(entry);
+}
+
+function confirmAll() {
+  const entry = images[current];
+  if (!entry || locked || !entry.base) return;
+  for (const i of shownOf(entry)) {
+    if (!entry.judgements.has(i)) entry.judgements.set(i, { kind: 'confirmed' });
+  }
+  verdictsChanged(entry);
+}
+
+/** Box and class of a selectable box in review mode. */
+function boxOf(entry, sel) {
+  if (!sel) return null;
+  if (sel.kind === 'drawn') {
+    const d = entry.drawn[sel.index];
+    return d ? { bbox: d.bbox, class: d.class } : null;
+  }
+  const d = entry.base && entry.base.candidates[sel.index];
+  if (!d) return null;
+  const j = entry.judgements.get(sel.index);
+  return j && j.kind === 'corrected' ? { bbox: j.label.bbox, class: j.label.class } : { bbox: d.bbox, class: d.class };
+}
+
+function applyBox(entry, sel, bbox, cls) {
+  if (sel.kind === 'drawn') {
+    entry.drawn[sel.index] = { bbox, class: cls };
+  } else {
+    entry.judgements.set(sel.index, { kind: 'corrected', label: { bbox, class: cls } });
+  }
+  verdictsChanged(entry);
+}
+
+function removeDrawn(entry, index) {
+  entry.drawn.splice(index, 1);
+  if (selection && selection.kind === 'drawn') {
+    if (selection.index === index) selection = null;
+    else if (selection.index > index) selection = { kind: 'drawn', index: selection.index - 1 };
+  }
+  verdictsChanged(entry);
+}
+
+// ---------------------------------------------------------------- images
+
+function stateOf(entry) {
+  if (entry.error) return { key: 'error', text: 'verdicts refused' };
+  if (!entry.base) return { key: 'none', text: entry.predicting ? 'predicting…' : 'not reviewed' };
+  if (isReviewed(entry)) {
+    const cats = entry.inSession ? entry.categories : localCategories(entry);
+    const m = cats.includes('missed_detection');
+    const f = cats.includes('false_detection');
+    if (m && f) return { key: 'missed-false', text: 'reviewed: missed + false', short: '✓ missed + false' };
+    if (m) return { key: 'missed', text: 'reviewed: missed', short: '✓ missed' };
+    if (f) return { key: 'false', text: 'reviewed: false', short: '✓ false' };
+    return { key: 'correct', text: 'reviewed: correct', short: '✓ correct' };
+  }
+  const idx = shownOf(entry);
+  const judged = idx.filter((i) => entry.judgements.has(i)).length;
+  if (entry.touched || judged) return { key: 'partial', text: `${judged} of ${idx.length} judged` };
+  return { key: 'none', text: 'not reviewed' };
+}
+
+function updateThumb(entry) {
+  const el = entry.thumb;
+  if (!el) return;
+  const st = stateOf(entry);
+  el.dataset.state = st.key;
+  const stateEl = el.querySelector('.thumb-state');
+  stateEl.textContent = st.short || st.text;
+  stateEl.title = st.text;
+  el.setAttribute('aria-label', `${entry.name}: ${st.text}`);
+  el.setAttribute('aria-current', images[current] === entry ? 'true' : 'false');
+}
+
+function updateAllThumbs() {
+  for (const e of images) updateThumb(e);
+}
+
+async function addImage(blob, name, source) {
+  const decoded = await decodeImage(blob, name, MAX_SIDE);
+  const entry = {
+    id: `img-${nextId++}`,
+    name,
+    source,
+    bitmap: decoded.bitmap,
+    width: decoded.width,
+    height: decoded.height,
+    originalWidth: decoded.originalWidth,
+    originalHeight: decoded.originalHeight,
+    base: null,
+    latest: null,
+    stale: false,
+    predicting: false,
+    predictError: null,
+    judgements: new Map(),
+    drawn: [],
+    touched: false,
+    inSession: false,
+    categories: [],
+    syncedKey: null,
+    error: null,
+    syncing: null,
+    syncAgain: false,
+  };
+  const li = document.createElement('li');
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'thumb';
+  button.dataset.id = entry.id;
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('aria-hidden', 'true');
+  drawThumbnail(canvas, entry.bitmap);
+  const nameEl = document.createElement('span');
+  nameEl.className = 'thumb-name';
+  nameEl.textContent = name;
+  const stateEl = document.createElement('span');
+  stateEl.className = 'thumb-state';
+  button.append(canvas, nameEl, stateEl);
+  button.addEventListener('click', () => select(images.indexOf(entry)));
+  li.append(button);
+  ui.thumbs.append(li);
+  entry.thumb = button;
+  images.push(entry);
+  updateThumb(entry);
+  renderCaption();
+  return entry;
+}
+
+async function openFiles(fileList) {
+  if (locked) {
+    showError('Images cannot be opened while training runs; wait for it to finish or cancel it.');
+    return;
+  }
+  const files = [...fileList];
+  const usable = files
+    .filter(looksLikeImage)
+    .sort((a, b) => displayName(a).localeCompare(displayName(b), undefined, { numeric: true }));
+  const skipped = files.length - usable.length;
+  if (!usable.length) {
+    showError(
+      files.length
+        ? `None of the ${files.length} chosen files is an image the page can open (PNG, JPEG, WebP, GIF, BMP, AVIF).`
+        : 'No files were chosen.',
+    );
+    return;
+  }
+  const run = { cancelled: false };
+  const failures = [];
+  let first = null;
+  for (let k = 0; k < usable.length; k++) {
+    if (run.cancelled) break;
+    const file = usable[k];
+    const name = displayName(file);
+    setStatus(`Opening image ${k + 1} of ${usable.length}: ${name}`, {
+      progress: k / usable.length,
+      cancel: () => (run.cancelled = true),
+    });
+    try {
+      const entry = await addImage(file, name, 'user');
+      if (!first) first = entry;
+    } catch (e) {
+      failures.push(messageOf(e));
+    }
+  }
+  for (const f of failures.slice(0, 5)) showError(f);
+  if (failures.length > 5) showError(`${failures.length - 5} more files could not be opened.`);
+  const parts = [];
+  if (run.cancelled) parts.push('Opening was stopped');
+  if (skipped) parts.push(`${skipped} file${skipped === 1 ? ' was' : 's were'} skipped (not images)`);
+  openNote = parts.length ? `${parts.join('; ')}. ` : '';
+  idleStatus();
+  if (first) select(images.indexOf(first));
+  startPredictLoop();
+}
+
+// ---------------------------------------------------------------- predictions
+
+let loop = null;
+
+function needsPrediction(entry) {
+  return (!entry.latest || entry.stale) && !entry.predicting && !entry.predictError;
+}
+
+async function predictOne(entry) {
+  entry.predicting = true;
+  updateThumb(entry);
+  if (images[current] === entry) renderAll();
+  try {
+    const result = await withSession(async (s) => {
+      const rgba = rgbaOf(entry.bitmap);
+      return s.predict(rgba, entry.width, entry.height, threshold);
+    });
+    const pred = normalisePrediction(result);
+    entry.latest = pred;
+    entry.stale = false;
+    const untouched = !entry.touched && entry.judgements.size === 0 && entry.drawn.length === 0;
+    if (!entry.base || untouched) entry.base = pred;
+  } catch (e) {
+    entry.predictError = sentence(messageOf(e));
+    showError(`Could not predict boxes on “${entry.name}”`, e);
+  } finally {
+    entry.predicting = false;
+    updateThumb(entry);
+    if (images[current] === entry) renderAll();
+  }
+}
+
+/** Predicts every image that needs it, the current one first. Resolves when done or stopped. */
+function startPredictLoop(label = 'Predicting') {
+  if (loop) return loop.promise;
+  const l = { cancelled: false };
+  l.promise = (async () => {
+    document.body.dataset.predicting = 'true';
+    let done = 0;
+    for (;;) {
+      if (l.cancelled) break;
+      const cur = images[current];
+      const next = cur && needsPrediction(cur) ? cur : images.find(needsPrediction);
+      if (!next) break;
+      const left = images.filter(needsPrediction).length;
+      setStatus(`${label}: image ${done + 1} of ${done + left} (${next.name})`, {
+        progress: done / (done + left),
+        cancel: () => {
+          l.cancelled = true;
+          setStatus('Stopping after the current image…');
+        },
+      });
+      await predictOne(next);
+      done += 1;
+    }
+    return { cancelled: l.cancelled };
+  })().finally(() => {
+    if (loop === l) loop = null;
+    delete document.body.dataset.predicting;
+    idleStatus();
+  });
+  loop = l;
+  return l.promise;
+}
+
+function stopPredictLoop() {
+  if (!loop) return Promise.resolve({ cancelled: false });
+  loop.cancelled = true;
+  return loop.promise;
+}
+
+// ---------------------------------------------------------------- canvas
+
+let viewTf = { scale: 1, ox: 0, oy: 0 };
+
+function layoutCanvas() {
+  const dpr = window.devicePixelRatio || 1;
+  const w = ui.canvasWrap.clientWidth;
+  const h = ui.canvasWrap.clientHeight;
+  if (ui.canvas.width !== Math.round(w * dpr) || ui.canvas.height !== Math.round(h * dpr)) {
+    ui.canvas.width = Math.round(w * dpr);
+    ui.canvas.height = Math.round(h * dpr);
+  }
+  const entry = images[current];
+  if (entry) {
+    const scale = Math.min(w / entry.width, h / entry.height);
+    viewTf = { scale, ox: (w - entry.width * scale) / 2, oy: (h - entry.height * scale) / 2 };
+  }
+  return { w, h, dpr };
+}
+
+const toScreen = (b) => ({
+  x: viewTf.ox + b.x0 * viewTf.scale,
+  y: viewTf.oy + b.y0 * viewTf.scale,
+  w: (b.x1 - b.x0) * viewTf.scale,
+  h: (b.y1 - b.y0) * viewTf.scale,
+});
+
+function toImage(ev) {
+  const r = ui.canvas.getBoundingClientRect();
+  return {
+    x: (ev.clientX - r.left - viewTf.ox) / viewTf.scale,
+    y: (ev.clientY - r.top - viewTf.oy) / viewTf.scale,
+  };
+}
+
+function drawBox(ctx, bbox, color, { dash = null, width = 2, label = null } = {}) {
+  const s = toScreen(bbox);
+  ctx.save();
+  ctx.strokeStyle = color;
+  ctx.lineWidth = width;
+  if (dash) ctx.setLineDash(dash);
+  ctx.strokeRect(s.x, s.y, s.w, s.h);
+  ctx.restore();
+  if (label) {
+    ctx.save();
+    ctx.font = '12px system-ui, sans-serif';
+    const tw = ctx.measureText(label).width + 6;
+    const th = 16;
+    const ly = s.y - th >= 0 ? s.y - th : s.y;
+    ctx.fillStyle = color;
+    ctx.fillRect(s.x - width / 2, ly, tw, th);
+    ctx.fillStyle = '#fff';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(label, s.x + 3 - width / 2, ly + th / 2);
+    ctx.restore();
+  }
+}
+
+function handlesOf(bbox) {
+  const { x0, y0, x1, y1 } = bbox;
+  const mx = (x0 + x1) / 2;
+  const my = (y0 + y1) / 2;
+  return [
+    ['nw', x0, y0],
+    ['n', mx, y0],
+    ['ne', x1, y0],
+    ['e', x1, my],
+    ['se', x1, y1],
+    ['s', mx, y1],
+    ['sw', x0, y1],
+    ['w', x0, my],
+  ];
+}
+
+function judgementKind(entry, i) {
+  const j = entry.judgements.get(i);
+  return j ? j.kind : 'unjudged';
+}
+
+function renderCanvas() {
+  const { w, h, dpr } = layoutCanvas();
+  const ctx = ui.canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = '#2b2f36';
+  ctx.fillRect(0, 0, w, h);
+  const entry = images[current];
+  let drawn = 0;
+  ui.canvas.classList.toggle('draw', mode === 'draw' && view === 'review');
+  ui.canvas.classList.toggle('locked', locked);
+  if (!entry) {
+    ui.overlay.hidden = false;
+    ui.overlay.textContent = session ? 'Open images to begin.' : 'Loading…';
+    ui.canvas.dataset.boxes = '0';
+    ui.canvas.dataset.predicted = 'false';
+    return;
+  }
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(entry.bitmap, viewTf.ox, viewTf.oy, entry.width * viewTf.scale, entry.height * viewTf.scale);
+
+  if (view === 'now' && entry.latest) {
+    const { labels } = userBoxes(entry);
+    for (const l of labels) drawBox(ctx, l.bbox, COLORS.confirmed, { dash: [4, 3], width: 1.5 });
+    for (const i of shownOf(entry, entry.latest.candidates)) {
+      const d = entry.latest.candidates[i];
+      drawBox(ctx, d.bbox, COLORS.now, { label: `${className(d.class)} ${d.score.toFixed(2)}` });
+      drawn += 1;
+    }
+  } else if (entry.base) {
+    for (const i of shownOf(entry)) {
+      const d = entry.base.candidates[i];
+      const j = entry.judgements.get(i);
+      const kind = j ? j.kind : 'unjudged';
+      const label = `${className(d.class)} ${d.score.toFixed(2)}`;
+      if (kind === 'corrected') {
+        drawBox(ctx, d.bbox, '#9ca3af', { dash: [3, 3], width: 1 });
+        const box = dragBoxFor({ kind: 'shown', index: i }) || j.label.bbox;
+        drawBox(ctx, box, COLORS.corrected, { label: `${className(j.label.class)} (corrected)` });
+      } else {
+        const box = dragBoxFor({ kind: 'shown', index: i }) || d.bbox;
+        drawBox(ctx, box, COLORS[kind], {
+          dash: kind === 'rejected' ? [6, 4] : null,
+          label: kind === 'rejected' ? `${label} ✗` : label,
+        });
+      }
+      drawn += 1;
+    }
+    entry.drawn.forEach((d, k) => {
+      const box = dragBoxFor({ kind: 'drawn', index: k }) || d.bbox;
+      drawBox(ctx, box, COLORS.drawn, { label: `${className(d.class)} (drawn)` });
+      drawn += 1;
+    });
+    if (drag && drag.kind === 'draw' && drag.box) drawBox(ctx, drag.box, COLORS.drawn, { dash: [4, 3] });
+    const sel = boxOf(entry, selection);
+    if (sel) {
+      const box = (drag && drag.box && drag.kind !== 'draw' ? drag.box : null) || sel.bbox;
+      const s = toScreen(box);
+      ctx.save();
+      ctx.strokeStyle = '#fff';
+      ctx.lineWidth = 1;
+      ctx.setLineDash([2, 2]);
+      ctx.strokeRect(s.x - 3, s.y - 3, s.w + 6, s.h + 6);
+      ctx.setLineDash([]);
+      for (const [, hx, hy] of handlesOf(box)) {
+        const px = viewTf.ox + hx * viewTf.scale;
+        const py = viewTf.oy + hy * viewTf.scale;
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(px - HANDLE_PX / 2, py - HANDLE_PX / 2, HANDLE_PX, HANDLE_PX);
+        ctx.strokeStyle = '#111';
+        ctx.strokeRect(px - HANDLE_PX / 2, py - HANDLE_PX / 2, HANDLE_PX, HANDLE_PX);
+      }
+      ctx.restore();
+    }
+  }
+  ui.canvas.dataset.boxes = String(drawn);
+  ui.canvas.dataset.predicted = entry.base ? 'true' : 'false';
+  if (entry.predicting && !entry.base) {
+    ui.overlay.hidden = false;
+    ui.overlay.textContent = 'Predicting…';
+  } else if (entry.predictError && !entry.base) {
+    ui.overlay.hidden = false;
+    ui.overlay.textContent = 'No prediction for this image (see the error above).';
+  } else if (!entry.base) {
+    ui.overlay.hidden = false;
+    ui.overlay.textContent = 'Waiting for prediction…';
+  } else {
+    ui.overlay.hidden = true;
+  }
+}
+
+function dragBoxFor(sel) {
+  if (!drag || !drag.box || drag.kind === 'draw' || !drag.sel) return null;
+  return drag.sel.kind === sel.kind && drag.sel.index === sel.index ? drag.box : null;
+}
+
+function hitTest(entry, p) {
+  const tol = HANDLE_PX / viewTf.scale;
+  const sel = boxOf(entry, selection);
+  if (sel) {
+    for (const [id, hx, hy] of handlesOf(sel.bbox)) {
+      if (Math.abs(p.x - hx) <= tol && Math.abs(p.y - hy) <= tol) return { kind: 'resize', handle: id, sel: selection };
+    }
+  }
+  if (mode === 'draw') return null;
+  const hits = [];
+  entry.drawn.forEach((d, k) => hits.push({ sel: { kind: 'drawn', index: k }, bbox: d.bbox }));
+  for (const i of shownOf(entry)) {
+    const b = boxOf(entry, { kind: 'shown', index: i });
+    hits.push({ sel: { kind: 'shown', index: i }, bbox: b.bbox });
+  }
+  const inside = hits.filter(({ bbox }) => p.x >= bbox.x0 && p.x <= bbox.x1 && p.y >= bbox.y0 && p.y <= bbox.y1);
+  if (!inside.length) return null;
+  inside.sort((a, b) => area(a.bbox) - area(b.bbox));
+  return { kind: 'move', sel: inside[0].sel };
+}
+
+function onPointerDown(ev) {
+  const entry = images[current];
+  if (!entry || !entry.base || view !== 'review' || ev.button !== 0) return;
+  if (locked) {
+    setStatus('Boxes cannot be edited while training runs.');
+    return;
+  }
+  ui.canvas.focus();
+  const p = toImage(ev);
+  const hit = hitTest(entry, p);
+  if (hit) {
+    selection = hit.sel;
+    const start = boxOf(entry, hit.sel);
+    drag = { kind: hit.kind, handle: hit.handle, sel: hit.sel, start: p, origin: { ...start.bbox }, cls: start.class, box: null };
+  } else if (mode === 'draw') {
+    if (p.x < 0 || p.y < 0 || p.x > entry.width || p.y > entry.height) return;
+    drag = { kind: 'draw', start: p, box: null };
+  } else {
+    selection = null;
+    drag = null;
+  }
+  ui.canvas.setPointerCapture(ev.pointerId);
+  renderAll();
+}
+
+function onPointerMove(ev) {
+  const entry = images[current];
+  if (!drag || !entry) return;
+  const p = toImage(ev);
+  const dx = p.x - drag.start.x;
+  const dy = p.y - drag.start.y;
+  if (!drag.box && Math.hypot(dx, dy) * viewTf.scale < 3) return;
+  const W = entry.width;
+  const H = entry.height;
+  if (drag.kind === 'draw') {
+    drag.box = normalise({ x0: drag.start.x, y0: drag.start.y, x1: p.x, y1: p.y }, W, H);
+  } else if (drag.kind === 'move') {
+    const o = drag.origin;
+    const mx = Math.max(-o.x0, Math.min(W - o.x1, dx));
+    const my = Math.max(-o.y0, Math.min(H - o.y1, dy));
+    drag.box = { x0: o.x0 + mx, y0: o.y0 + my, x1: o.x1 + mx, y1: o.y1 + my };
+  } else if (drag.kind === 'resize') {
+    const b = { ...drag.origin };
+    const hd = drag.handle;
+    if (hd.includes('w')) b.x0 = p.x;
+    if (hd.includes('e')) b.x1 = p.x;
+    if (hd.includes('n')) b.y0 = p.y;
+    if (hd.includes('s')) b.y1 = p.y;
+    drag.box = normalise(b, W, H);
+  }
+  renderCanvas();
+}
+
+function onPointerUp(ev) {
+  const entry = images[current];
+  const d = drag;
+  drag = null;
+  if (ui.canvas.hasPointerCapture(ev.pointerId)) ui.canvas.releasePointerCapture(ev.pointerId);
+  if (!d || !entry) return;
+  const big = d.box && d.box.x1 - d.box.x0 >= MIN_BOX && d.box.y1 - d.box.y0 >= MIN_BOX;
+  if (d.kind === 'draw') {
+    if (big) {
+      entry.drawn.push({ bbox: d.box, class: Number(ui.drawClass.value) || 0 });
+      selection = { kind: 'drawn', index: entry.drawn.length - 1 };
+      verdictsChanged(entry);
+      return;
+    }
+  } else if (d.box && big) {
+    applyBox(entry, d.sel, d.box, d.cls);
+    return;
+  }
+  renderAll();
+}
+
+// ---------------------------------------------------------------- box list
+
+function renderBoxList() {
+  const entry = images[current];
+  const list = ui.boxList;
+  const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement : null;
+  const focusKey = focused ? `${focused.closest('li')?.dataset.box}|${focused.dataset.action}` : null;
+  list.replaceChildren();
+  ui.confirmAll.disabled = locked || !entry || !entry.base || view !== 'review';
+  ui.rereview.hidden = !(entry && entry.latest && entry.base && entry.latest !== entry.base && !entry.stale);
+  ui.rereview.disabled = locked;
+  if (!entry) return;
+  const add = (li) => list.append(li);
+  if (view === 'now') {
+    const idx = entry.latest ? shownOf(entry, entry.latest.candidates) : [];
+    idx.forEach((i, k) => {
+      const d = entry.latest.candidates[i];
+      const li = document.createElement('li');
+      li.dataset.box = `now-${k}`;
+      li.dataset.judgement = 'now';
+      const label = document.createElement('span');
+      label.className = 'box-label';
+      label.textContent = `#${k + 1} ${className(d.class)} ${d.score.toFixed(2)}`;
+      li.append(document.createElement('span'), label);
+      add(li);
+    });
+    if (!idx.length) add(emptyItem('The model shows no box at this threshold now.'));
+    return;
+  }
+  if (!entry.base) {
+    add(emptyItem(entry.predictError ? 'No prediction for this image.' : 'Predicting…'));
+    return;
+  }
+  const idx = shownOf(entry);
+  idx.forEach((i, k) => {
+    const d = entry.base.candidates[i];
+    const j = entry.judgements.get(i);
+    const kind = j ? j.kind : 'unjudged';
+    const li = document.createElement('li');
+    li.dataset.box = `shown-${k}`;
+    li.dataset.judgement = kind;
+    if (selection && selection.kind === 'shown' && selection.index === i) li.classList.add('selected');
+    const num = document.createElement('span');
+    num.textContent = `#${k + 1}`;
+    const label = document.createElement('span');
+    label.className = 'box-label';
+    label.textContent =
+      `${className(d.class)} ${d.score.toFixed(2)}` + (kind === 'corrected' ? ` → ${className(j.label.class)}` : '');
+    const state = document.createElement('span');
+    state.className = 'box-state';
+    state.textContent = kind === 'unjudged' ? 'not judged' : kind;
+    const actions = document.createElement('div');
+    actions.className = 'box-actions';
+    const desc = `box ${k + 1} (${className(d.class)}, ${d.score.toFixed(2)})`;
+    actions.append(
+      actionButton('Confirm', 'confirm', `Confirm ${desc}`, kind === 'confirmed', () =>
+        setJudgement(entry, i, { kind: 'confirmed' }),
+      ),
+      actionButton('Reject', 'reject', `Reject ${desc}: not an object`, kind === 'rejected', () =>
+        setJudgement(entry, i, { kind: 'rejected' }),
+      ),
+      classSelect(kind === 'corrected' ? j.label.class : d.class, `Class of ${desc}`, (c) => {
+        const cur = boxOf(entry, { kind: 'shown', index: i });
+        if (c === d.class && kind !== 'corrected') return;
+        applyBox(entry, { kind: 'shown', index: i }, { ...cur.bbox }, c);
+      }),
+    );
+    if (kind !== 'unjudged') {
+      actions.append(actionButton('Undo', 'undo', `Undo the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
+    }
+    li.append(num, label, state, actions);
+    li.addEventListener('click', (ev) => {
+      if (ev.target.closest('button, select')) return;
+      selection = { kind: 'shown', index: i };
+      renderAll();
+    });
+    add(li);
+  });
+  entry.drawn.forEach((d, k) => {
+    const li = document.createElement('li');
+    li.dataset.box = `drawn-${k}`;
+    li.dataset.judgement = 'drawn';
+    if (selection && selection.kind === 'drawn' && selection.index === k) li.classList.add('selected');
+    const num = document.createElement('span');
+    num.textContent = `+${k + 1}`;
+    const label = document.createElement('span');
+    label.className = 'box-label';
+    label.textContent = className(d.class);
+    const state = document.createElement('span');
+    state.className = 'box-state';
+    state.textContent = 'drawn (missed)';
+    const actions = document.createElement('div');
+    actions.className = 'box-actions';
+    const desc = `drawn box ${k + 1} (${className(d.class)})`;
+    actions.append(
+      classSelect(d.class, `Class of ${desc}`, (c) => applyBox(entry, { kind: 'drawn', index: k }, { ...d.bbox }, c)),
+      actionButton('Remove', 'remove', `Remove ${desc}`, false, () => removeDrawn(entry, k)),
+    );
+    li.append(num, label, state, actions);
+    li.addEventListener('click', (ev) => {
+      if (ev.target.closest('button, select')) return;
+      selection = { kind: 'drawn', index: k };
+      renderAll();
+    });
+    add(li);
+  });
+  if (!idx.length && !entry.drawn.length) {
+    add(emptyItem('No box at this threshold. If nothing is missed, press Confirm all; otherwise draw the missed objects.'));
+  }
+  if (focusKey) {
+    const [box, action] = focusKey.split('|');
+    const el = list.querySelector(`li[data-box="${box}"] [data-action="${action}"]`);
+    if (el) el.focus();
+  }
+}
+
+function emptyItem(text) {
+  const li = document.createElement('li');
+  li.className = 'empty';
+  li.textContent = text;
+  return li;
+}
+
+function actionButton(text, action, label, pressed, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  b.dataset.action = action;
+  b.setAttribute('aria-label', label);
+  if (action === 'confirm' || action === 'reject') b.setAttribute('aria-pressed', pressed ? 'true' : 'false');
+  b.disabled = locked;
+  b.addEventListener('click', () => {
+    if (!locked) onClick();
+  });
+  return b;
+}
+
+function classSelect(value, label, onChange) {
+  const s = document.createElement('select');
+  s.dataset.action = 'class';
+  s.setAttribute('aria-label', label);
+  classNames.forEach((n, c) => {
+    const o = document.createElement('option');
+    o.value = String(c);
+    o.textContent = n;
+    s.append(o);
+  });
+  s.value = String(value);
+  s.disabled = locked;
+  s.addEventListener('change', () => {
+    if (!locked) onChange(Number(s.value));
+  });
+  return s;
+}
+
+// ---------------------------------------------------------------- selection and rendering
+
+function renderCaption() {
+  const entry = images[current];
+  ui.imageName.textContent = entry ? `${current + 1} / ${images.length}: ${entry.name}` : '';
+  ui.imageState.textContent = entry ? stateOf(entry).text : '';
+  ui.prev.disabled = current <= 0;
+  ui.next.disabled = current < 0 || current >= images.length - 1;
+  ui.viewChoice.hidden = !runs.length;
+}
+
+function renderAll() {
+  renderCanvas();
+  renderBoxList();
+  renderCaption();
+}
+
+function select(index) {
+  if (index < 0 || index >= images.length) return;
+  const prev = images[current];
+  current = index;
+  selection = null;
+  drag = null;
+  if (prev) updateThumb(prev);
+  const entry = images[current];
+  updateThumb(entry);
+  entry.thumb.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  renderAll();
+  return needsPrediction(entry) && !loop ? predictOne(entry) : null;
+}
+
+// ---------------------------------------------------------------- training
+
+const charts = {
+  loss: new LineChart(
+    $('plot-loss'),
+    [
+      { label: 'transfer loss', color: '#2563eb' },
+      { label: 'history loss', color: '#dc2626', dash: [4, 2] },
+    ],
+    { title: 'Loss', yMin: 0 },
+  ),
+  similarity: new LineChart($('plot-similarity'), [{ label: 's', color: '#7c3aed' }], {
+    title: 'Similarity s',
+    yMin: -1,
+    yMax: 1,
+  }),
+  weights: new LineChart(
+    $('plot-weights'),
+    [
+      { label: 'a_t', color: '#2563eb' },
+      { label: 'a_h', color: '#dc2626', dash: [4, 2] },
+    ],
+    { title: 'Weights', yMin: 0, yMax: 1 },
+  ),
+};
+
+function setLocked(value) {
+  locked = value || Boolean(crashMessage);
+  value = locked;
+  ui.threshold.disabled = value;
+  ui.fileInput.disabled = value;
+  ui.folderInput.disabled = value;
+  ui.train.disabled = value || !session;
+  ui.exportButton.disabled = value || !session;
+  ui.statusCancel.disabled = Boolean(crashMessage);
+  ui.epochs.disabled = value;
+  ui.rule.disabled = value;
+  ui.batchSize.disabled = value;
+  ui.learningRate.disabled = value;
+  renderAll();
+}
+
+function formatSeconds(s) {
+  if (!Number.isFinite(s)) return '…';
+  if (s < 60) return `${Math.max(0, Math.round(s))} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - m * 60)} s`;
+}
+
+function readTrainOptions() {
+  const epochs = Number(ui.epochs.value);
+  const batchSize = Number(ui.batchSize.value);
+  const learningRate = Number(ui.learningRate.value);
+  if (!Number.isInteger(epochs) || epochs < 1 || epochs > 200) {
+    throw new Error('Epochs must be a whole number from 1 to 200.');
+  }
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 64) {
+    throw new Error('Batch size must be a whole number from 1 to 64.');
+  }
+  if (!(learningRate > 0 && learningRate <= 1)) throw new Error('The learning rate must be a number above 0 and at most 1.');
+  return { epochs, rule: ui.rule.value, batchSize, learningRate };
+}
+
+function figures(entries, which) {
+  const perImage = [];
+  for (const e of entries) {
+    const pred = which(e);
+    if (!pred) continue;
+    const shown = shownOf(e, pred.candidates).map((i) => pred.candidates[i]);
+    const { labels, rejected } = userBoxes(e);
+    perImage.push({
+      id: e.id,
+      name: e.name,
+      reviewed: e.inSession,
+      shown: shown.length,
+      userBoxes: labels.length,
+      matching: countMatches(shown, labels),
+      rejected: rejected.length,
+      rejectedShown: countMatches(shown, rejected),
+    });
+  }
+  const sum = (k) => perImage.reduce((a, r) => a + r[k], 0);
+  return {
+    threshold,
+    images: perImage.length,
+    shown: sum('shown'),
+    userBoxes: sum('userBoxes'),
+    matching: sum('matching'),
+    rejected: sum('rejected'),
+    rejectedShown: sum('rejectedShown'),
+    perImage,
+  };
+}
+
+async function train() {
+  if (training || !session || crashMessage) return;
+  let options;
+  try {
+    options = readTrainOptions();
+  } catch (e) {
+    showError('Cannot train', e);
+    return;
+  }
+  training = true;
+  setPhase('training');
+  setLocked(true);
+  ui.cancelTrain.disabled = true;
+  ui.trainStatus.textContent = 'Preparing…';
+  try {
+    await stopPredictLoop();
+    await historyReady;
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    const stats = await withSession((s) => s.stats());
+    if (!stats.samples) {
+      showError(
+        'Nothing to train on yet: judge every box on at least one image (Confirm all is the quick way) or draw a missed box',
+      );
+      ui.trainStatus.textContent = 'Not trained: no reviewed image.';
+      return;
+    }
+    const run = {
+      index: runs.length + 1,
+      ...options,
+      backend: facts.backend,
+      threshold,
+      startedAt: new Date().toISOString(),
+      samples: stats,
+      records: [],
+      cancelled: false,
+      seconds: 0,
+      before: figures(images, (e) => e.latest),
+      after: null,
+    };
+    for (const c of Object.values(charts)) c.clear();
+    ui.trainProgress.value = 0;
+    ui.trainProgress.max = 1;
+    const t0 = performance.now();
+    ui.cancelTrain.disabled = false;
+    setStatus(`Training with the ${options.rule} rule…`);
+    ui.trainStatus.textContent = `Starting ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}…`;
+    let skipped = 0;
+    const onStep = (record, done, total) => {
+      run.records.push(record);
+      if (record && record.skipped) skipped += 1;
+      const elapsed = (performance.now() - t0) / 1000;
+      const left = done > 0 ? (elapsed / done) * (total - done) : NaN;
+      const perEpoch = total / options.epochs;
+      const epoch = Math.min(options.epochs, Math.max(1, Math.ceil(done / perEpoch)));
+      ui.trainProgress.max = total;
+      ui.trainProgress.value = done;
+      ui.trainProgress.setAttribute('aria-valuetext', `step ${done} of ${total}`);
+      ui.trainStatus.textContent =
+        `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left` +
+        (skipped ? ` · ${skipped} skipped` : '');
+      const mix = (record && record.mix) || {};
+      charts.loss.push(record.transfer_loss, record.history_loss);
+      charts.similarity.push(mix.similarity);
+      charts.weights.push(mix.a_t, mix.a_h);
+    };
+    let result;
+    try {
+      result = await withSession((s) => s.train(options, onStep));
+    } catch (e) {
+      showError('Training failed', e);
+      ui.trainStatus.textContent = `Training failed after ${run.records.length} step${run.records.length === 1 ? '' : 's'}.`;
+      result = null;
+    }
+    ui.cancelTrain.disabled = true;
+    run.seconds = (performance.now() - t0) / 1000;
+    if (result) {
+      run.cancelled = Boolean(result.cancelled);
+      if (Array.isArray(result.records) && result.records.length >= run.records.length) run.records = result.records;
+      ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
+    }
+    if (!run.records.length || crashMessage) return;
+    runs.push(run);
+    // The weights changed: predict every image again and show what changed.
+    for (const e of images) if (e.latest) e.stale = true;
+    training = false;
+    setPhase('repredicting');
+    setLocked(false);
+    const pass = await startPredictLoop('Predicting again with the adapted model');
+    run.after = figures(images.filter((e) => !e.stale), (e) => e.latest);
+    showChanges(run, pass.cancelled);
+    ui.trainStatus.textContent += pass.cancelled ? ' Predicting again was stopped.' : ' Images predicted again.';
+  } catch (e) {
+    showError('Training could not run', e);
+  } finally {
+    training = false;
+    trainAttempts += 1;
+    document.body.dataset.trainAttempts = String(trainAttempts);
+    setPhase('ready');
+    setLocked(false);
+    ui.cancelTrain.disabled = true;
+    idleStatus();
+  }
+}
+
+function cancelTraining() {
+  if (!training || !session) return;
+  try {
+    session.cancel();
+    ui.cancelTrain.disabled = true;
+    ui.trainStatus.textContent = 'Cancelling after the current step…';
+  } catch (e) {
+    showError('Could not cancel training', e);
+  }
+}
+
+function showChanges(run, partial) {
+  const before = new Map(run.before.perImage.map((r) => [r.id, r]));
+  const rows = run.after.perImage.filter((r) => before.has(r.id));
+  const b = { shown: 0, matching: 0, rejectedShown: 0 };
+  const a = { shown: 0, matching: 0, rejectedShown: 0, userBoxes: 0, rejected: 0 };
+  ui.changesBody.replaceChildren();
+  for (const r of rows) {
+    const p = before.get(r.id);
+    for (const k of Object.keys(b)) b[k] += p[k];
+    for (const k of Object.keys(a)) a[k] += r[k];
+    ui.changesBody.append(changeRow(r.name, p, r));
+  }
+  let foot = ui.changesTable.querySelector('tfoot');
+  if (!foot) {
+    foot = document.createElement('tfoot');
+    ui.changesTable.append(foot);
+  }
+  foot.replaceChildren(changeRow('All images', b, a));
+  ui.changesSummary.textContent =
+    `Run ${run.index} (${run.rule}, ${run.records.length} steps${run.cancelled ? ', cancelled' : ''}): ` +
+    `boxes shown ${b.shown} → ${a.shown}; boxes matching your verdicts ${b.matching} → ${a.matching} of ${a.userBoxes}; ` +
+    `rejected boxes still shown ${b.rejectedShown} → ${a.rejectedShown} of ${a.rejected}.` +
+    (partial ? ' Some images were not predicted again.' : '');
+  ui.changesPanel.hidden = false;
+  ui.changesPanel.scrollIntoView({ block: 'nearest' });
+  renderAll();
+}
+
+function changeRow(name, p, r) {
+  const tr = document.createElement('tr');
+  const cells = [
+    [name, null],
+    [`${p.shown} → ${r.shown}`, null],
+    [`${p.matching} → ${r.matching} / ${r.userBoxes}`, Math.sign(r.matching - p.matching)],
+    [`${p.rejectedShown} → ${r.rejectedShown} / ${r.rejected}`, -Math.sign(r.rejectedShown - p.rejectedShown)],
+  ];
+  cells.forEach(([text, better], k) => {
+    const td = document.createElement(k === 0 ? 'th' : 'td');
+    if (k === 0) {
+      td.scope = 'row';
+      td.title = name;
+    }
+    td.textContent = text;
+    if (better > 0) td.className = 'better';
+    if (better < 0) td.className = 'worse';
+    tr.append(td);
+  });
+  return tr;
+}
+
+function rereview() {
+  const entry = images[current];
+  if (!entry || locked || !entry.latest) return;
+  entry.base = entry.latest;
+  entry.judgements = new Map();
+  entry.touched = entry.drawn.length > 0;
+  selection = null;
+  view = 'review';
+  document.querySelector('input[name="view"][value="review"]').checked = true;
+  updateThumb(entry);
+  renderAll();
+  scheduleSync(entry);
+}
+
+// ---------------------------------------------------------------- export
+
+function download(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+async function exportAll() {
+  if (!session || training || crashMessage) return;
+  ui.exportButton.disabled = true;
+  setStatus('Exporting the adapted weights…');
+  try {
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    const bytes = await withSession((s) => s.exportWeights());
+    if (!bytes || !bytes.length) throw new Error('The session returned no weights');
+    download(new Blob([bytes], { type: 'application/octet-stream' }), 'veritune-adapted.bpk');
+    const stats = await withSession((s) => s.stats());
+    const manifest = {
+      format: 'veritune-manifest',
+      version: 1,
+      created: new Date().toISOString(),
+      weights: { file: 'veritune-adapted.bpk', bytes: bytes.length },
+      baseModelHash: facts.baseModelHash,
+      backend: facts.backend,
+      backendNotice: facts.notice,
+      classNames,
+      inputSize: facts.inputSize,
+      threshold,
+      verdicts: {
+        samples: stats.samples,
+        correct: stats.correct,
+        missed: stats.missed,
+        falseDetections: stats.falseDetections,
+        history: stats.history,
+        images: images
+          .filter((e) => e.inSession)
+          .map((e) => {
+            const v = verdictsOf(e);
+            const count = (k) => v.shown.filter((s) => s.judgement && s.judgement.kind === k).length;
+            return {
+              name: e.name,
+              source: e.source,
+              width: e.width,
+              height: e.height,
+              categories: e.categories,
+              shown: v.shown.length,
+              confirmed: count('confirmed'),
+              rejected: count('rejected'),
+              corrected: count('corrected'),
+              drawn: v.drawn.length,
+            };
+          }),
+      },
+      training: runs.map((r) => ({
+        run: r.index,
+        rule: r.rule,
+        epochs: r.epochs,
+        batchSize: r.batchSize,
+        learningRate: r.learningRate,
+        backend: r.backend,
+        startedAt: r.startedAt,
+        seconds: Math.round(r.seconds * 10) / 10,
+        cancelled: r.cancelled,
+        steps: r.records.length,
+        records: r.records,
+        before: r.before,
+        after: r.after,
+      })),
+    };
+    download(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), 'veritune-manifest.json');
+    setStatus(`Downloaded veritune-adapted.bpk (${bytes.length.toLocaleString()} bytes) and veritune-manifest.json.`);
+  } catch (e) {
+    showError('Export failed', e);
+    idleStatus();
+  } finally {
+    ui.exportButton.disabled = training || !session || Boolean(crashMessage);
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+async function fetchBytes(url, what, onProgress) {
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new Error(`Could not load ${what} (${url}): ${messageOf(e)}`);
+  }
+  if (!res.ok) throw new Error(`Could not load ${what} (${url}): the server answered ${res.status} ${res.statusText}`.trim());
+  const total = Number(res.headers.get('content-length')) || 0;
+  if (!res.body || !total || !onProgress) return new Uint8Array(await res.arrayBuffer());
+  const reader = res.body.getReader();
+  const out = new Uint8Array(total);
+  let got = 0;
+  const chunks = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (got + value.length <= total) out.set(value, got);
+    chunks.push(value);
+    got += value.length;
+    onProgress(got / total);
+  }
+  if (got === total) return out;
+  const all = new Uint8Array(got);
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  return all;
+}
+
+async function fetchJson(url, what) {
+  const bytes = await fetchBytes(url, what);
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new Error(`${what} (${url}) is not valid JSON: ${messageOf(e)}`);
+  }
+}
+
+async function loadTransferSamples() {
+  const names = await fetchJson(`${ASSETS.transfer}index.json`, 'the list of sample images');
+  if (!Array.isArray(names)) throw new Error('The list of sample images is not an array of file names');
+  for (let k = 0; k < names.length; k++) {
+    const name = String(names[k]);
+    setStatus(`Loading sample image ${k + 1} of ${names.length}: ${name}`, { progress: k / names.length });
+    try {
+      const bytes = await fetchBytes(ASSETS.transfer + encodeURIComponent(name), `the sample image “${name}”`);
+      await addImage(new Blob([bytes]), name, 'sample');
+      if (images.length === 1) {
+        // Show the first sample's boxes before loading the rest.
+        const first = select(0);
+        if (first) await first;
+      }
+    } catch (e) {
+      showError(`Sample image “${name}” could not be opened`, e);
+    }
+  }
+}
+
+async function loadHistory() {
+  const list = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
+  if (!Array.isArray(list)) throw new Error('The list of history samples is not an array');
+  const failures = [];
+  for (const item of list) {
+    const file = String(item && item.file);
+    try {
+      const bytes = await fetchBytes(ASSETS.history + encodeURIComponent(file), `the history image “${file}”`);
+      const decoded = await decodeImage(new Blob([bytes]), file, Number.POSITIVE_INFINITY);
+      const rgba = rgbaOf(decoded.bitmap);
+      decoded.bitmap.close();
+      const boxes = (item.boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
+      await withSession((s) => s.addHistory(rgba, decoded.width, decoded.height, boxes));
+    } catch (e) {
+      failures.push(`“${file}”: ${sentence(messageOf(e))}`);
+    }
+  }
+  if (failures.length) {
+    showError(
+      `${failures.length} of ${list.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
+    );
+  }
+  refreshStats();
+}
+
+function wireUi() {
+  ui.fileInput.addEventListener('change', () => {
+    const files = ui.fileInput.files;
+    openFiles(files).finally(() => (ui.fileInput.value = ''));
+  });
+  ui.folderInput.addEventListener('change', () => {
+    const files = ui.folderInput.files;
+    openFiles(files).finally(() => (ui.folderInput.value = ''));
+  });
+  const ws = ui.workspace;
+  ws.addEventListener('dragover', (ev) => {
+    if (!ev.dataTransfer || ![...ev.dataTransfer.types].includes('Files')) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = locked ? 'none' : 'copy';
+    ws.classList.add('dragover');
+  });
+  ws.addEventListener('dragleave', (ev) => {
+    if (!ws.contains(ev.relatedTarget)) ws.classList.remove('dragover');
+  });
+  ws.addEventListener('drop', async (ev) => {
+    ev.preventDefault();
+    ws.classList.remove('dragover');
+    try {
+      const { files } = await filesFromDrop(ev.dataTransfer);
+      await openFiles(files);
+    } catch (e) {
+      showError('The dropped files could not be read', e);
+    }
+  });
+  // Files dropped outside the workspace must not navigate away from the page.
+  window.addEventListener('dragover', (ev) => ev.preventDefault());
+  window.addEventListener('drop', (ev) => ev.preventDefault());
+
+  ui.threshold.addEventListener('input', () => {
+    threshold = Number(ui.threshold.value);
+    ui.thresholdValue.textContent = threshold.toFixed(2);
+    const entry = images[current];
+    if (selection && selection.kind === 'shown' && entry && !shownOf(entry).includes(selection.index)) selection = null;
+    updateAllThumbs();
+    renderAll();
+  });
+  ui.threshold.addEventListener('change', () => {
+    for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
+  });
+  for (const r of document.querySelectorAll('input[name="mode"]')) {
+    r.addEventListener('change', () => {
+      mode = r.value;
+      renderCanvas();
+    });
+  }
+  for (const r of document.querySelectorAll('input[name="view"]')) {
+    r.addEventListener('change', () => {
+      view = r.value;
+      selection = null;
+      renderAll();
+    });
+  }
+  ui.prev.addEventListener('click', () => select(current - 1));
+  ui.next.addEventListener('click', () => select(current + 1));
+  ui.confirmAll.addEventListener('click', confirmAll);
+  ui.rereview.addEventListener('click', rereview);
+  ui.train.addEventListener('click', train);
+  ui.cancelTrain.addEventListener('click', cancelTraining);
+  ui.exportButton.addEventListener('click', exportAll);
+  ui.canvas.addEventListener('pointerdown', onPointerDown);
+  ui.canvas.addEventListener('pointermove', onPointerMove);
+  ui.canvas.addEventListener('pointerup', onPointerUp);
+  ui.canvas.addEventListener('pointercancel', () => {
+    drag = null;
+    renderCanvas();
+  });
+  new ResizeObserver(() => {
+    renderCanvas();
+    for (const c of Object.values(charts)) c.draw();
+  }).observe(ui.canvasWrap);
+
+  document.addEventListener('keydown', (ev) => {
+    const t = ev.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA')) return;
+    if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const entry = images[current];
+    if (ev.key === 'ArrowLeft') {
+      select(current - 1);
+      ev.preventDefault();
+    } else if (ev.key === 'ArrowRight') {
+      select(current + 1);
+      ev.preventDefault();
+    } else if ((ev.key === 'Delete' || ev.key === 'Backspace') && entry && !locked && selection?.kind === 'drawn') {
+      removeDrawn(entry, selection.index);
+      ev.preventDefault();
+    } else if (ev.key === 'Escape') {
+      drag = null;
+      selection = null;
+      renderAll();
+    }
+  });
+}
+
+function showBackend() {
+  const { backend, notice } = facts;
+  if (backend === 'webgpu') {
+    ui.badge.textContent = 'WebGPU';
+    ui.badge.className = 'badge webgpu';
+  } else {
+    const reason = notice || (PREFER_WEBGPU ? 'no reason given' : 'the CPU backend was requested with ?backend=cpu');
+    ui.badge.textContent = `CPU (WebGPU unavailable: ${reason})`;
+    ui.badge.className = 'badge cpu';
+  }
+  ui.badge.title = ui.badge.textContent;
+  document.body.dataset.backend = backend;
+}
+
+async function start() {
+  document.body.dataset.phase = 'starting';
+  wireUi();
+  setLocked(true);
+  renderAll();
+  try {
+    setStatus('Loading the detector…', { progress: 0 });
+    let mod;
+    try {
+      mod = await import(ASSETS.pkg);
+      await mod.default();
+      if (typeof mod.installPanicHook === 'function') mod.installPanicHook();
+    } catch (e) {
+      throw new Error(`The detector's WebAssembly module (${ASSETS.pkg}) could not be loaded: ${messageOf(e)}`);
+    }
+    const bytes = await fetchBytes(ASSETS.model, 'the detector model', (f) =>
+      setStatus(`Loading the detector model… ${Math.round(f * 100)} %`, { progress: f }),
+    );
+    setStatus(PREFER_WEBGPU ? 'Starting the detector (WebGPU if available)…' : 'Starting the detector on the CPU…');
+    try {
+      session = await mod.Session.create(bytes, PREFER_WEBGPU);
+    } catch (e) {
+      throw new Error(`The detector could not start: ${messageOf(e)}`);
+    }
+    facts = {
+      backend: String(session.backend()),
+      notice: String(session.notice() || ''),
+      baseModelHash: String(session.baseModelHash()),
+      inputSize: Number(session.inputSize()),
+    };
+    showBackend();
+    classNames = Array.from(session.classNames(), String);
+    ui.drawClass.replaceChildren(
+      ...classNames.map((n, c) => {
+        const o = document.createElement('option');
+        o.value = String(c);
+        o.textContent = n;
+        return o;
+      }),
+    );
+    setLocked(false);
+    setPhase('ready');
+    try {
+      await loadTransferSamples();
+    } catch (e) {
+      showError('The sample images could not be loaded', e);
+    }
+    historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
+    startPredictLoop();
+    refreshStats();
+    idleStatus();
+  } catch (e) {
+    document.body.dataset.phase = 'failed';
+    ui.badge.textContent = 'not started';
+    showError(messageOf(e));
+    setStatus('The detector did not start; see the error above.');
+  }
+}
+
+// Read-only view for the browser tests: where the current image's boxes are
+// on screen (CSS pixels relative to the canvas).
+window.veritunePage = Object.freeze({
+  boxesOnScreen() {
+    const entry = images[current];
+    if (!entry || !entry.base) return [];
+    const out = shownOf(entry).map((i, k) => ({ key: `shown-${k}`, ...toScreen(boxOf(entry, { kind: 'shown', index: i }).bbox) }));
+    entry.drawn.forEach((d, k) => out.push({ key: `drawn-${k}`, ...toScreen(d.bbox) }));
+    return out;
+  },
+});
+
+start();
