@@ -20,12 +20,12 @@ pub mod predict;
 pub mod pretrain;
 pub mod sample;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod serve;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod scenes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 pub mod simulate;
 pub mod trainer;
 pub mod verdict;
-pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+pub mod weights;

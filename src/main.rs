@@ -218,6 +218,9 @@ enum Bench {
         /// (e.g. one per seed run in parallel) into --output.
         #[arg(long, num_args = 1..)]
         merge: Vec<PathBuf>,
+        /// Only the two-round experiment.
+        #[arg(long)]
+        rounds_only: bool,
         /// Verified images per round in the two-round experiment (0 skips it).
         #[arg(long, default_value_t = 20)]
         rounds_n: usize,
@@ -324,14 +327,24 @@ fn run(cli: Cli) -> CliResult {
         ),
         Command::Serve { port, root } => {
             if !root.join("index.html").is_file() {
-                return Err(format!("{} has no index.html: run scripts/run, or pass --root with the page folder", root.display()));
+                return Err(format!(
+                    "{} has no index.html: run scripts/run, or pass --root with the page folder",
+                    root.display()
+                ));
             }
             veritune::serve::serve(&root, port, |address| {
-                println!("veritune: serving {} on {address} (Ctrl+C stops)", root.display());
+                println!(
+                    "veritune: serving {} on {address} (Ctrl+C stops)",
+                    root.display()
+                );
             })
             .map_err(|e| format!("cannot serve on 127.0.0.1:{port}: {e}"))
         }
-        Command::Samples { root, transfer, history } => write_samples(&root, transfer, history),
+        Command::Samples {
+            root,
+            transfer,
+            history,
+        } => write_samples(&root, transfer, history),
         Command::Bench {
             which:
                 Bench::Quality {
@@ -341,6 +354,7 @@ fn run(cli: Cli) -> CliResult {
                     seeds,
                     rules,
                     merge,
+                    rounds_only,
                     rounds_n,
                     output,
                 },
@@ -361,6 +375,9 @@ fn run(cli: Cli) -> CliResult {
             }
             if let Some(rules) = rules {
                 config.rules = rules;
+            }
+            if rounds_only {
+                config.sizes.clear();
             }
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
             bench_quality(&model, &config, rounds_n, &output)
@@ -849,9 +866,19 @@ struct HistoryEntry {
 }
 
 fn write_png(path: &Path, image: &Image) -> CliResult {
-    let bytes: Vec<u8> = image.pixels().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-    ::image::save_buffer(path, &bytes, image.width() as u32, image.height() as u32, ::image::ExtendedColorType::Rgb8)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let bytes: Vec<u8> = image
+        .pixels()
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    ::image::save_buffer(
+        path,
+        &bytes,
+        image.width() as u32,
+        image.height() as u32,
+        ::image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
@@ -859,10 +886,13 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     let size = veritune::scenes::DEFAULT_SIZE;
     let folders = [root.join("samples/transfer"), root.join("samples/history")];
     for folder in &folders {
-        std::fs::create_dir_all(folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        std::fs::create_dir_all(folder)
+            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
     }
     // Held-out transfer scenes (never used for training) and the meta-model's own training scenes.
-    let transfer_scenes = generator.scenes(Scenario::Transfer, Split::Test, transfer, 7, size).map_err(|e| e.to_string())?;
+    let transfer_scenes = generator
+        .scenes(Scenario::Transfer, Split::Test, transfer, 7, size)
+        .map_err(|e| e.to_string())?;
     let mut names = Vec::new();
     for (i, scene) in transfer_scenes.iter().enumerate() {
         let name = format!("transfer-{i:02}.png");
@@ -870,14 +900,22 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
         names.push(name);
     }
     write_json(&names, Some(&folders[0].join("index.json")))?;
-    let history_scenes = generator.scenes(Scenario::General, Split::Train, history, 0, size).map_err(|e| e.to_string())?;
+    let history_scenes = generator
+        .scenes(Scenario::General, Split::Train, history, 0, size)
+        .map_err(|e| e.to_string())?;
     let mut entries = Vec::new();
     for (i, scene) in history_scenes.iter().enumerate() {
         let file = format!("general-{i:02}.png");
         write_png(&folders[1].join(&file), &scene.image)?;
-        entries.push(HistoryEntry { file, boxes: scene.boxes() });
+        entries.push(HistoryEntry {
+            file,
+            boxes: scene.boxes(),
+        });
     }
     write_json(&entries, Some(&folders[1].join("index.json")))?;
-    eprintln!("veritune: {transfer} transfer and {history} history samples written under {}", root.display());
+    eprintln!(
+        "veritune: {transfer} transfer and {history} history samples written under {}",
+        root.display()
+    );
     Ok(())
 }

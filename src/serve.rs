@@ -65,7 +65,13 @@ fn percent_decode(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &[u8], head_only: bool) -> std::io::Result<()> {
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    kind: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
     let header = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
          Content-Security-Policy: {CONTENT_SECURITY_POLICY}\r\nX-Content-Type-Options: nosniff\r\n\
@@ -85,15 +91,33 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"only GET and HEAD", false);
+        return respond(
+            &mut stream,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"only GET and HEAD",
+            false,
+        );
     }
     let head_only = method == "HEAD";
     match resolve(root, path).filter(|p| p.is_file()) {
         Some(file) => match std::fs::read(&file) {
             Ok(body) => respond(&mut stream, "200 OK", content_type(&file), &body, head_only),
-            Err(_) => respond(&mut stream, "500 Internal Server Error", "text/plain", b"cannot read the file", head_only),
+            Err(_) => respond(
+                &mut stream,
+                "500 Internal Server Error",
+                "text/plain",
+                b"cannot read the file",
+                head_only,
+            ),
         },
-        None => respond(&mut stream, "404 Not Found", "text/plain", b"not found", head_only),
+        None => respond(
+            &mut stream,
+            "404 Not Found",
+            "text/plain",
+            b"not found",
+            head_only,
+        ),
     }
 }
 
@@ -120,9 +144,18 @@ mod tests {
     #[test]
     fn paths_stay_inside_the_root() {
         let root = Path::new("/srv/www");
-        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www/index.html")));
-        assert_eq!(resolve(root, "/pkg/a.wasm?v=1"), Some(PathBuf::from("/srv/www/pkg/a.wasm")));
-        assert_eq!(resolve(root, "/samples/sc%C3%A8ne.png"), Some(PathBuf::from("/srv/www/samples/scène.png")));
+        assert_eq!(
+            resolve(root, "/"),
+            Some(PathBuf::from("/srv/www/index.html"))
+        );
+        assert_eq!(
+            resolve(root, "/pkg/a.wasm?v=1"),
+            Some(PathBuf::from("/srv/www/pkg/a.wasm"))
+        );
+        assert_eq!(
+            resolve(root, "/samples/sc%C3%A8ne.png"),
+            Some(PathBuf::from("/srv/www/samples/scène.png"))
+        );
         assert_eq!(resolve(root, "/../etc/passwd"), None);
         assert_eq!(resolve(root, "/a/%2e%2e/%2e%2e/etc"), None);
     }

@@ -60,9 +60,8 @@ fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T
 /// Lets the browser run its event loop (paint, input) before continuing.
 async fn yield_to_page() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let scheduled = web_sys::window().map(|w| {
-            w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0)
-        });
+        let scheduled = web_sys::window()
+            .map(|w| w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0));
         if !matches!(scheduled, Some(Ok(_))) {
             let _ = resolve.call0(&JsValue::NULL);
         }
@@ -81,10 +80,18 @@ fn has_webgpu() -> bool {
 /// The device to run on, its name and, for the CPU fallback, why.
 async fn pick_device(prefer_webgpu: bool) -> (Device, &'static str, String) {
     if !prefer_webgpu {
-        return (Device::flex(), "cpu", "WebGPU was turned off for this session".into());
+        return (
+            Device::flex(),
+            "cpu",
+            "WebGPU was turned off for this session".into(),
+        );
     }
     if !has_webgpu() {
-        return (Device::flex(), "cpu", "this browser has no WebGPU (navigator.gpu is missing)".into());
+        return (
+            Device::flex(),
+            "cpu",
+            "this browser has no WebGPU (navigator.gpu is missing)".into(),
+        );
     }
     match Device::wgpu_options()
         .graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu)
@@ -92,7 +99,11 @@ async fn pick_device(prefer_webgpu: bool) -> (Device, &'static str, String) {
         .await
     {
         Ok(device) => (device, "webgpu", String::new()),
-        Err(e) => (Device::flex(), "cpu", format!("no WebGPU adapter could be used ({e})")),
+        Err(e) => (
+            Device::flex(),
+            "cpu",
+            format!("no WebGPU adapter could be used ({e})"),
+        ),
     }
 }
 
@@ -219,7 +230,13 @@ impl Session {
     }
 
     /// Boxes on an RGBA image: `{shown, candidates}` in image pixels.
-    pub async fn predict(&self, rgba: Vec<u8>, width: usize, height: usize, threshold: f32) -> Result<JsValue, JsError> {
+    pub async fn predict(
+        &self,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        threshold: f32,
+    ) -> Result<JsValue, JsError> {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let model = self.current_model()?;
         let mut all = candidates(&model, &[&image], 1).await.map_err(error)?;
@@ -243,7 +260,9 @@ impl Session {
         threshold: f32,
     ) -> Result<JsValue, JsError> {
         if !(0.0..=1.0).contains(&threshold) {
-            return Err(error(format!("the score threshold {threshold} must be between 0 and 1")));
+            return Err(error(format!(
+                "the score threshold {threshold} must be between 0 and 1"
+            )));
         }
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
@@ -271,7 +290,13 @@ impl Session {
 
     /// Adds a history sample with its ground-truth boxes.
     #[wasm_bindgen(js_name = addHistory)]
-    pub fn add_history(&self, rgba: Vec<u8>, width: usize, height: usize, boxes: JsValue) -> Result<(), JsError> {
+    pub fn add_history(
+        &self,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        boxes: JsValue,
+    ) -> Result<(), JsError> {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let boxes: Vec<LabeledBox> = from_js(boxes, "the history boxes")?;
         let model = self.current_model()?;
@@ -282,14 +307,21 @@ impl Session {
             return Err(error("the history library is full"));
         }
         members.push(sample);
-        inner.history = HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
+        inner.history =
+            HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
         Ok(())
     }
 
     /// Counts of samples per category and of history samples.
     pub fn stats(&self) -> Result<JsValue, JsError> {
         let inner = self.inner.borrow();
-        let count = |c: Category| inner.samples.values().filter(|(_, cats)| cats.contains(&c)).count();
+        let count = |c: Category| {
+            inner
+                .samples
+                .values()
+                .filter(|(_, cats)| cats.contains(&c))
+                .count()
+        };
         to_js(&Stats {
             samples: inner.samples.len(),
             correct: count(Category::Correct),
@@ -307,7 +339,11 @@ impl Session {
     /// Trains on the verified samples with the history library, calling
     /// `on_step(record, done, total)` after each step and yielding to the page
     /// in between; resolves with `{records, cancelled}`.
-    pub async fn train(&self, options: JsValue, on_step: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn train(
+        &self,
+        options: JsValue,
+        on_step: js_sys::Function,
+    ) -> Result<JsValue, JsError> {
         let options: TrainOptions = from_js(options, "the training options")?;
         let rule: MixingRule = options.rule.parse().map_err(error)?;
         let config = TrainConfig {
@@ -324,11 +360,16 @@ impl Session {
                 .take()
                 .ok_or_else(|| error("training is already running"))?;
             let transfer: Vec<Sample> = inner.samples.values().map(|(s, _)| s.clone()).collect();
-            let history = std::mem::replace(&mut inner.history, HistoryLibrary::new(HistoryConfig::default()));
+            let history = std::mem::replace(
+                &mut inner.history,
+                HistoryLibrary::new(HistoryConfig::default()),
+            );
             (model, transfer, history)
         };
         self.cancel.set(false);
-        let result = self.run_training(model.clone(), config, &transfer, &mut history, &on_step).await;
+        let result = self
+            .run_training(model.clone(), config, &transfer, &mut history, &on_step)
+            .await;
         let mut inner = self.inner.borrow_mut();
         inner.history = history;
         match result {
@@ -358,7 +399,12 @@ impl Session {
             let value = to_js(&record)?;
             records.push(record);
             on_step
-                .call3(&JsValue::NULL, &value, &JsValue::from(run.steps_done()), &JsValue::from(total))
+                .call3(
+                    &JsValue::NULL,
+                    &value,
+                    &JsValue::from(run.steps_done()),
+                    &JsValue::from(total),
+                )
                 .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
             if self.cancel.get() && !run.is_finished() {
                 return Ok((run.into_model(), records, true));
