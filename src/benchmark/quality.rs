@@ -77,6 +77,20 @@ impl QualityConfig {
     }
 }
 
+impl QualityConfig {
+    /// The fine-tuning settings of one run.
+    fn train_config(&self, rule: MixingRule, seed: u64) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            rule,
+            seed,
+            ..TrainConfig::default()
+        }
+    }
+}
+
 /// One fine-tuning run's figures.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QualityRow {
@@ -170,6 +184,20 @@ fn transfer_seed(seed: u64) -> u64 {
     1000 + seed
 }
 
+/// `n` training scenes of `scenario` for a benchmark seed, verified by the
+/// simulated user on the predictions of `model`.
+fn verified_scenes(
+    model: &Fcos,
+    generator: &SceneGenerator,
+    scenario: Scenario,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Sample>, String> {
+    let size = model.spec().input_size[0];
+    let scenes = scenes(generator, scenario, Split::Train, n, seed, size)?;
+    verified_samples(model, &scenes)
+}
+
 /// Figures of the meta-model before any fine-tuning.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -247,29 +275,15 @@ pub fn run_quality(
     baseline: &Baseline,
     mut on_row: impl FnMut(&QualityRow),
 ) -> Result<Vec<QualityRow>, String> {
-    let size = meta.spec().input_size[0];
+    let base_history = general_history(generator, config, meta)?;
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         for &n in &config.sizes {
-            let transfer_scenes = scenes(
-                generator,
-                Scenario::Transfer,
-                Split::Train,
-                n,
-                transfer_seed(seed),
-                size,
-            )?;
-            let transfer = verified_samples(meta, &transfer_scenes)?;
+            let transfer =
+                verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
             for &rule in &config.rules {
-                let mut history = general_history(generator, config, meta)?;
-                let train_config = TrainConfig {
-                    epochs: config.epochs,
-                    batch_size: config.batch_size,
-                    learning_rate: config.learning_rate,
-                    rule,
-                    seed,
-                    ..TrainConfig::default()
-                };
+                let mut history = base_history.clone();
+                let train_config = config.train_config(rule, seed);
                 let start = Instant::now();
                 let outcome = train(
                     meta.clone(),
@@ -441,48 +455,32 @@ pub fn run_rounds(
     n: usize,
     mut on_row: impl FnMut(&RoundsRow),
 ) -> Result<Vec<RoundsRow>, String> {
-    let size = meta.spec().input_size[0];
+    let base_history = general_history(generator, config, meta)?;
     let mut rows = Vec::new();
     for &seed in &config.seeds {
-        let train_config = TrainConfig {
-            epochs: config.epochs,
-            batch_size: config.batch_size,
-            learning_rate: config.learning_rate,
-            rule: MixingRule::Symmetric,
-            seed,
-            ..TrainConfig::default()
-        };
-        let transfer_scenes = scenes(
-            generator,
-            Scenario::Transfer,
-            Split::Train,
-            n,
-            transfer_seed(seed),
-            size,
-        )?;
-        let transfer = verified_samples(meta, &transfer_scenes)?;
-        let mut base_history = general_history(generator, config, meta)?;
+        let train_config = config.train_config(MixingRule::Symmetric, seed);
+        let transfer =
+            verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
+        let mut round_history = base_history.clone();
         let round_1 = train(
             meta.clone(),
             train_config.clone(),
             &transfer,
-            &mut base_history,
+            &mut round_history,
             |_, _| Control::Continue,
         )
         .map_err(|e| e.to_string())?
         .model;
         let after_round_1 = tests.measure(&round_1)?;
-        let third_scenes = scenes(
+        let third = verified_scenes(
+            &round_1,
             generator,
             Scenario::Third,
-            Split::Train,
             n,
             transfer_seed(seed) + 500,
-            size,
         )?;
-        let third = verified_samples(&round_1, &third_scenes)?;
         for policy in [HistoryPolicy::GradientBased, HistoryPolicy::Reservoir] {
-            let mut history = general_history(generator, config, meta)?;
+            let mut history = base_history.clone();
             pollster::block_on(update_history(
                 &round_1,
                 &mut history,
