@@ -724,6 +724,9 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
         veritune::pretrain::pretrain(&generator, &config, |step, _, loss| {
             bar.set_position(step as u64 + 1);
             bar.set_message(format!("pretraining, loss {loss:.3}"));
+            if bar.is_hidden() && (step + 1) % 100 == 0 {
+                eprintln!("step {}/{}: loss {loss:.3}", step + 1, config.steps);
+            }
         })
         .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
@@ -780,7 +783,7 @@ fn bench_quality(
     let bar = progress(total, "fine-tuning");
     let rows = run_quality(&meta, &generator, config, &tests, &baseline, |row| {
         bar.inc(1);
-        bar.println(format!(
+        let line = format!(
             "N={:<3} seed {} {:<14} transfer {:.3} general {:.3} forgetting {:+.3} ({:.0} s)",
             row.n,
             row.seed,
@@ -789,7 +792,13 @@ fn bench_quality(
             row.general_map,
             row.forgetting,
             row.seconds
-        ));
+        );
+        // A hidden bar (output not a terminal) drops its lines: log them instead.
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
     })?;
     bar.finish_and_clear();
     write_json(&baseline, Some(&output.join("baseline.json")))?;
