@@ -193,15 +193,15 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             .iter()
             .map(|&i| &self.transfer[i])
             .collect();
-        let history: Vec<Sample> = if self.config.rule.needs_history() {
-            let indices = self.history.next_batch_indices(batch_size);
-            indices
-                .into_iter()
-                .map(|i| self.history.members()[i].clone())
-                .collect()
+        let indices = if self.config.rule.needs_history() {
+            self.history.next_batch_indices(batch_size)
         } else {
             Vec::new()
         };
+        let history: Vec<&Sample> = indices
+            .iter()
+            .map(|&i| &self.history.members()[i])
+            .collect();
 
         let model = self
             .model
@@ -212,8 +212,7 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
         let (loss_h, g_h) = if history.is_empty() {
             (None, GradientsParams::new())
         } else {
-            let refs: Vec<&Sample> = history.iter().collect();
-            let (loss, grads) = loss_and_gradients(&model, &refs, &device);
+            let (loss, grads) = loss_and_gradients(&model, &history, &device);
             (Some(loss), grads)
         };
 
