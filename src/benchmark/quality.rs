@@ -179,6 +179,20 @@ fn general_history(
     HistoryLibrary::with_members(history_config, members).map_err(|e| e.to_string())
 }
 
+/// `model` fine-tuned on `samples` with `history`, without interruption.
+fn fine_tune(
+    model: &Fcos,
+    config: TrainConfig,
+    samples: &[Sample],
+    history: &mut HistoryLibrary<Sample>,
+) -> Result<Fcos, String> {
+    train(model.clone(), config, samples, history, |_, _| {
+        Control::Continue
+    })
+    .map(|outcome| outcome.model)
+    .map_err(|e| e.to_string())
+}
+
 /// Seed of the transfer images drawn for a benchmark seed.
 fn transfer_seed(seed: u64) -> u64 {
     1000 + seed
@@ -285,21 +299,14 @@ pub fn run_quality(
                 let mut history = base_history.clone();
                 let train_config = config.train_config(rule, seed);
                 let start = Instant::now();
-                let outcome = train(
-                    meta.clone(),
-                    train_config,
-                    &transfer,
-                    &mut history,
-                    |_, _| Control::Continue,
-                )
-                .map_err(|e| e.to_string())?;
+                let model = fine_tune(meta, train_config, &transfer, &mut history)?;
                 let seconds = start.elapsed().as_secs_f64();
-                let general_map = scenes_map(&outcome.model, &tests.general)?;
+                let general_map = scenes_map(&model, &tests.general)?;
                 let row = QualityRow {
                     n,
                     seed,
                     rule,
-                    transfer_map: scenes_map(&outcome.model, &tests.transfer)?,
+                    transfer_map: scenes_map(&model, &tests.transfer)?,
                     general_map,
                     forgetting: baseline.general_map - general_map,
                     seconds,
@@ -462,15 +469,7 @@ pub fn run_rounds(
         let transfer =
             verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
         let mut round_history = base_history.clone();
-        let round_1 = train(
-            meta.clone(),
-            train_config.clone(),
-            &transfer,
-            &mut round_history,
-            |_, _| Control::Continue,
-        )
-        .map_err(|e| e.to_string())?
-        .model;
+        let round_1 = fine_tune(meta, train_config.clone(), &transfer, &mut round_history)?;
         let after_round_1 = tests.measure(&round_1)?;
         let third = verified_scenes(
             &round_1,
@@ -488,15 +487,7 @@ pub fn run_rounds(
                 policy,
             ))
             .map_err(|e| e.to_string())?;
-            let round_2 = train(
-                round_1.clone(),
-                train_config.clone(),
-                &third,
-                &mut history,
-                |_, _| Control::Continue,
-            )
-            .map_err(|e| e.to_string())?
-            .model;
+            let round_2 = fine_tune(&round_1, train_config.clone(), &third, &mut history)?;
             let row = RoundsRow {
                 policy,
                 seed,
