@@ -759,6 +759,10 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
     write_json(&record, Some(manifest))
 }
 
+fn create_dir(path: &Path) -> CliResult {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
 fn write_text(path: &Path, text: &str) -> CliResult {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -769,8 +773,7 @@ fn bench_quality(
     rounds_n: usize,
     output: &Path,
 ) -> CliResult {
-    std::fs::create_dir_all(output)
-        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    create_dir(output)?;
     let meta = load_model(model, &Device::flex().autodiff())?;
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
@@ -840,8 +843,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
 }
 
 fn bench_merge(parts: &[PathBuf], output: &Path) -> CliResult {
-    std::fs::create_dir_all(output)
-        .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    create_dir(output)?;
     let mut rows = Vec::new();
     let mut rounds: Vec<RoundsRow> = Vec::new();
     let mut baseline = None;
@@ -895,8 +897,7 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     let size = veritune::scenes::DEFAULT_SIZE;
     let folders = [root.join("samples/transfer"), root.join("samples/history")];
     for folder in &folders {
-        std::fs::create_dir_all(folder)
-            .map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+        create_dir(folder)?;
     }
     // Held-out transfer scenes (never used for training) and the meta-model's own training scenes.
     let transfer_scenes = generator
