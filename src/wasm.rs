@@ -28,9 +28,38 @@ use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
 use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
 use crate::weights::{load_fcos, save_fcos};
 
-/// Sends panic messages to `globalThis.__veritunePanic(message)` (and the console).
+/// Forwards warnings and errors of the `log` crate (burn and cubecl report
+/// WebGPU shader and validation failures there) to the browser console.
+struct ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let message = JsValue::from_str(&format!("{}: {}", record.target(), record.args()));
+        match record.level() {
+            log::Level::Error => web_sys::console::error_1(&message),
+            _ => web_sys::console::warn_1(&message),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CONSOLE_LOG: ConsoleLog = ConsoleLog;
+
+/// Sends panic messages to `globalThis.__veritunePanic(message)` (and the
+/// console), and warnings and errors from burn's log to the console.
 #[wasm_bindgen(js_name = installPanicHook)]
 pub fn install_panic_hook() {
+    if log::set_logger(&CONSOLE_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     std::panic::set_hook(Box::new(|info| {
         let message = format!("veritune crashed: {info}");
         web_sys::console::error_1(&JsValue::from_str(&message));

@@ -8,6 +8,7 @@
 import { shownIndices, countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
 import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
+import { requestSubgroups, webgpuProblem } from './webgpu.js';
 
 const params = new URLSearchParams(location.search);
 const FAKE = params.get('fake') === '1';
@@ -1658,14 +1659,19 @@ async function start() {
       setStatus(`Loading the detector model… ${Math.round(f * 100)} %`, { progress: f }),
     );
     setStatus(PREFER_WEBGPU ? 'Starting the detector (WebGPU if available)…' : 'Starting the detector on the CPU…');
+    let problem = '';
+    if (PREFER_WEBGPU && !FAKE) {
+      requestSubgroups();
+      problem = await webgpuProblem().catch((e) => `WebGPU could not be queried (${messageOf(e)})`);
+    }
     try {
-      session = await mod.Session.create(bytes, PREFER_WEBGPU);
+      session = await mod.Session.create(bytes, PREFER_WEBGPU && !problem);
     } catch (e) {
       throw new Error(`The detector could not start: ${messageOf(e)}`);
     }
     facts = {
       backend: String(session.backend()),
-      notice: String(session.notice() || ''),
+      notice: problem || String(session.notice() || ''),
       baseModelHash: String(session.baseModelHash()),
       inputSize: Number(session.inputSize()),
     };

@@ -1,0 +1,30 @@
+// WebGPU adjustments that must happen before the wasm module asks for a device.
+//
+// burn's WebGPU kernels (cubecl) use WGSL subgroup operations (`enable
+// subgroups;`) in some matrix kernels whenever it runs them, but wgpu's browser
+// backend never asks the adapter for the `subgroups` feature, so Chrome refuses
+// those shaders and the device is lost on the first prediction. Asking for the
+// feature whenever the adapter offers it makes those shaders valid.
+
+/** Adds `subgroups` to every device request on adapters that support it. */
+export function requestSubgroups() {
+  const proto = globalThis.GPUAdapter?.prototype;
+  if (!proto || proto.requestDevice.veritune) return;
+  const original = proto.requestDevice;
+  const patched = function (descriptor = {}) {
+    const features = new Set(descriptor.requiredFeatures || []);
+    if (this.features.has('subgroups')) features.add('subgroups');
+    return original.call(this, { ...descriptor, requiredFeatures: [...features] });
+  };
+  patched.veritune = true;
+  proto.requestDevice = patched;
+}
+
+/** Whether WebGPU can run veritune's kernels here: the adapter must offer subgroups. */
+export async function webgpuProblem() {
+  if (!globalThis.navigator?.gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return 'the browser offers no WebGPU adapter';
+  if (!adapter.features.has('subgroups')) return 'the WebGPU adapter lacks the subgroups feature that the kernels need';
+  return '';
+}
