@@ -72,6 +72,13 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// Panics on purpose, so that tests can check a crash reaches the page
+/// through [`install_panic_hook`] instead of leaving it waiting.
+#[wasm_bindgen(js_name = panicForTest)]
+pub fn panic_for_test() {
+    panic!("panic requested by a test");
+}
+
 fn error(message: impl std::fmt::Display) -> JsError {
     JsError::new(&message.to_string())
 }

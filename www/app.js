@@ -1,9 +1,7 @@
 // veritune's page: open images, judge the detector's boxes, train in the tab,
 // download the adapted weights. Everything stays on this machine.
 //
-// URL flags: ?backend=cpu asks the session for the CPU backend;
-// ?fake=1 loads the JS stand-in www/pkg-fake/ instead of the wasm build
-// (UI development and fast tests only).
+// URL flag: ?backend=cpu asks the session for the CPU backend.
 
 import { shownIndices, countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
@@ -11,11 +9,8 @@ import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, disp
 import { requestSubgroups, webgpuProblem } from './webgpu.js';
 
 const params = new URLSearchParams(location.search);
-const FAKE = params.get('fake') === '1';
 const PREFER_WEBGPU = params.get('backend') !== 'cpu';
-const ASSETS = FAKE
-  ? { pkg: './pkg-fake/veritune.js', model: 'pkg-fake/model.fake', transfer: 'pkg-fake/samples/transfer/', history: 'pkg-fake/samples/history/' }
-  : { pkg: './pkg/veritune.js', model: 'assets/model.bpk', transfer: 'samples/transfer/', history: 'samples/history/' };
+const ASSETS = { pkg: './pkg/veritune.js', model: 'assets/model.bpk', transfer: 'samples/transfer/', history: 'samples/history/' };
 
 /** The longer side of the working image; boxes are in its pixels. */
 const MAX_SIDE = 1024;
@@ -1660,7 +1655,7 @@ async function start() {
     );
     setStatus(PREFER_WEBGPU ? 'Starting the detector (WebGPU if available)…' : 'Starting the detector on the CPU…');
     let problem = '';
-    if (PREFER_WEBGPU && !FAKE) {
+    if (PREFER_WEBGPU) {
       requestSubgroups();
       problem = await webgpuProblem().catch((e) => `WebGPU could not be queried (${messageOf(e)})`);
     }

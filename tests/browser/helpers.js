@@ -4,12 +4,11 @@
 // Environment:
 //   VERITUNE_SERVE   command that serves www/ ("{port}" is replaced by a free
 //                    port, else "--port N" is appended). Default:
-//                    target/release/veritune serve --port {port}
-//                    (with VERITUNE_FAKE=1: node tests/browser/static-server.js --port {port})
-//   VERITUNE_FAKE=1  run the page on the JS fake pkg (?fake=1): UI checks only.
+//                    target/debug/veritune serve --port {port}
 //   CHROMIUM         browser binary (default /usr/bin/chromium).
-//   VERITUNE_TIMEOUT_MS        waits for page states (default 120000, fake 20000).
-//   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000, fake 30000).
+//   VERITUNE_TIMEOUT_MS        waits for page states (default 180000).
+//   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000).
+// The page under test is the real build (scripts/build-web puts it in www/).
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -19,9 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const FAKE = process.env.VERITUNE_FAKE === '1';
-export const WAIT_MS = Number(process.env.VERITUNE_TIMEOUT_MS || (FAKE ? 20_000 : 120_000));
-export const TRAIN_MS = Number(process.env.VERITUNE_TRAIN_TIMEOUT_MS || (FAKE ? 30_000 : 900_000));
+export const WAIT_MS = Number(process.env.VERITUNE_TIMEOUT_MS || 180_000);
+export const TRAIN_MS = Number(process.env.VERITUNE_TRAIN_TIMEOUT_MS || 900_000);
 export const SCREENSHOTS = join(ROOT, 'target/screenshots');
 export const DOWNLOADS = join(ROOT, 'target/browser');
 
@@ -42,12 +40,13 @@ function freePort() {
 /** Starts the server under test and waits until it answers; `stop()` ends it. */
 export async function startServer() {
   const port = await freePort();
-  let cmd =
-    process.env.VERITUNE_SERVE ||
-    (FAKE ? 'node tests/browser/static-server.js --port {port}' : 'target/release/veritune serve --port {port}');
+  let cmd = process.env.VERITUNE_SERVE || 'target/debug/veritune serve --port {port}';
   cmd = cmd.includes('{port}') ? cmd.replaceAll('{port}', String(port)) : `${cmd} --port ${port}`;
-  if (!process.env.VERITUNE_SERVE && !FAKE && !existsSync(join(ROOT, 'target/release/veritune'))) {
-    throw new Error('target/release/veritune is missing: build it (cargo build --release, after scripts/build-web) or set VERITUNE_SERVE');
+  if (!process.env.VERITUNE_SERVE && !existsSync(join(ROOT, 'target/debug/veritune'))) {
+    throw new Error('target/debug/veritune is missing: run scripts/build-web first, or set VERITUNE_SERVE');
+  }
+  if (!existsSync(join(ROOT, 'www/pkg/veritune_bg.wasm'))) {
+    throw new Error('www/pkg/ has no wasm module: run scripts/build-web first');
   }
   const child = spawn('bash', ['-c', `exec ${cmd}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
@@ -123,10 +122,9 @@ export async function launchBrowser({ webgpu = true } = {}) {
   return { context, requests, consoleErrors, close };
 }
 
-/** The page's URL with the test's query (adds fake=1 in fake mode). */
+/** The page's URL with the test's query. */
 export function appUrl(base, query = {}) {
   const u = new URL(base);
-  if (FAKE) u.searchParams.set('fake', '1');
   for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
   return u.toString();
 }
