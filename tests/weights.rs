@@ -146,8 +146,7 @@ fn an_absurd_configuration_is_refused_before_a_model_is_built() {
         &saved_with(&[(ARCHITECTURE_KEY, FCOS_SMALL), (CONFIG_KEY, &wide)]),
         &Device::flex(),
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(matches!(err, WeightsError::BadConfig(_)), "{err}");
     assert!(err.to_string().contains("`width`"), "{err}");
     let err = load_fcos(
@@ -157,8 +156,7 @@ fn an_absurd_configuration_is_refused_before_a_model_is_built() {
         ]),
         &Device::flex(),
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(matches!(err, WeightsError::BadConfig(_)), "{err}");
 }
 

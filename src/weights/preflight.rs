@@ -69,7 +69,7 @@ pub enum PreflightError {
         supported: u16,
     },
     /// The container's metadata or tensor table is inconsistent.
-    #[error("the weights file is damaged ({0}): copy or export it again")]
+    #[error("the weights file is damaged or truncated ({0}): copy or export it again")]
     Damaged(String),
     /// A metadata entry veritune writes is absent.
     #[error(
