@@ -1,15 +1,129 @@
 //! Images and annotations on disk: decoding image files and pairing a COCO
 //! annotation file with the folder of its images.
+//!
+//! Image files are PNG or JPEG. A file declaring more than
+//! [`MAX_PIXELS`](crate::image::MAX_PIXELS) pixels is refused before it is
+//! decoded; a file whose longest side is above
+//! [`MAX_SIDE`](crate::image::MAX_SIDE) is downscaled to it, and the boxes
+//! that go with it are scaled the same way.
 
 use std::collections::BTreeMap;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use ::image::{ImageFormat, ImageReader, Limits, imageops};
 use thiserror::Error;
 
 use crate::formats::coco::{CocoDataset, CocoError, read_coco_file};
 use crate::geometry::LabeledBox;
-use crate::image::Image;
+use crate::image::{Image, ImageError, MAX_PIXELS, check_pixel_count, fitted_size};
 use crate::verdict::ImageVerdicts;
+
+/// Why bytes cannot be decoded into an image.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    /// The bytes start with no image signature veritune knows.
+    #[error(
+        "the file is not an image: its first bytes are neither a PNG nor a JPEG signature; open a PNG or JPEG file"
+    )]
+    NotAnImage,
+    /// The bytes are an image in a format veritune does not decode.
+    #[error(
+        "the file is a {format} image, but veritune reads only PNG and JPEG: convert it to PNG"
+    )]
+    Unsupported {
+        /// The format recognised.
+        format: String,
+    },
+    /// The bytes start as PNG or JPEG but do not decode.
+    #[error("the {format} data is damaged or truncated ({reason}): copy or export the file again")]
+    Corrupt {
+        /// `PNG` or `JPEG`.
+        format: &'static str,
+        /// The decoder's reason.
+        reason: String,
+    },
+    /// The declared size is empty or above the limit.
+    #[error(transparent)]
+    Size(#[from] ImageError),
+}
+
+/// An image file decoded: the pixels veritune works on and the size of the
+/// file's own pixel grid.
+#[derive(Clone, Debug)]
+pub struct ImageFile {
+    /// The pixels, downscaled when the file is larger than
+    /// [`MAX_SIDE`](crate::image::MAX_SIDE).
+    pub image: Image,
+    /// Width and height of the file, in its own pixels.
+    pub file_size: (usize, usize),
+}
+
+/// The factors `(x, y)` that take a box in the pixels of a file of
+/// `file_size` to the pixels of `image` decoded from it (1 unless downscaled).
+pub fn file_scale(file_size: (usize, usize), image: &Image) -> (f32, f32) {
+    (
+        image.width() as f32 / file_size.0 as f32,
+        image.height() as f32 / file_size.1 as f32,
+    )
+}
+
+/// Decodes PNG or JPEG bytes, refusing sizes above
+/// [`MAX_PIXELS`](crate::image::MAX_PIXELS) before decoding and downscaling
+/// to [`MAX_SIDE`](crate::image::MAX_SIDE).
+pub fn decode_image(bytes: &[u8]) -> Result<ImageFile, DecodeError> {
+    let format = ::image::guess_format(bytes).map_err(|_| DecodeError::NotAnImage)?;
+    let name = match format {
+        ImageFormat::Png => "PNG",
+        ImageFormat::Jpeg => "JPEG",
+        other => {
+            return Err(DecodeError::Unsupported {
+                format: format!("{other:?}").to_uppercase(),
+            });
+        }
+    };
+    let corrupt = |e: ::image::ImageError| DecodeError::Corrupt {
+        format: name,
+        reason: e.to_string(),
+    };
+    // The JPEG decoder fills a truncated scan with grey instead of failing.
+    if format == ImageFormat::Jpeg && !jpeg_has_its_end(bytes) {
+        return Err(DecodeError::Corrupt {
+            format: name,
+            reason: "the data ends before the end-of-image marker".into(),
+        });
+    }
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(corrupt)?;
+    let (w, h) = (width as usize, height as usize);
+    check_pixel_count(w, h)?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // Room for the largest decoder output: RGBA at 16 bits per channel.
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| match e {
+        ::image::ImageError::Limits(_) => DecodeError::Size(ImageError::TooLarge {
+            width: w,
+            height: h,
+        }),
+        e => corrupt(e),
+    })?;
+    let rgb = decoded.into_rgb8();
+    let (fw, fh) = fitted_size(w, h);
+    let rgb = if (fw, fh) == (w, h) {
+        rgb
+    } else {
+        imageops::thumbnail(&rgb, fw as u32, fh as u32)
+    };
+    Ok(ImageFile {
+        image: Image::from_rgb8(fw, fh, rgb.as_raw())?,
+        file_size: (w, h),
+    })
+}
 
 /// Why files cannot be read as images, annotations or verdicts.
 #[derive(Debug, Error)]
@@ -22,13 +136,13 @@ pub enum DatasetError {
         /// The operating system's reason.
         reason: String,
     },
-    /// The file is not a decodable image.
-    #[error("{path} is not an image veritune can decode (PNG or JPEG): {reason}")]
-    NotAnImage {
+    /// The file is not a usable image.
+    #[error("{path}: {problem}")]
+    Image {
         /// The file.
         path: PathBuf,
-        /// The decoder's reason.
-        reason: String,
+        /// What is wrong with it.
+        problem: DecodeError,
     },
     /// The annotation file is invalid.
     #[error(transparent)]
@@ -45,6 +159,24 @@ pub enum DatasetError {
         /// The folder searched.
         folder: PathBuf,
     },
+    /// An image's size in the annotations differs from the image file's.
+    #[error(
+        "{annotations} gives '{file_name}' a `width` and `height` of {declared_width}x{declared_height}, but the image file is {file_width}x{file_height}: fix `width` and `height` of that image"
+    )]
+    SizeMismatch {
+        /// The annotation file.
+        annotations: PathBuf,
+        /// The image's file name.
+        file_name: String,
+        /// Width in the annotations.
+        declared_width: u32,
+        /// Height in the annotations.
+        declared_height: u32,
+        /// Width of the file.
+        file_width: usize,
+        /// Height of the file.
+        file_height: usize,
+    },
     /// The verdicts file is invalid.
     #[error("{path} is not a valid verdicts file: {reason}")]
     BadVerdicts {
@@ -55,20 +187,32 @@ pub enum DatasetError {
     },
 }
 
-/// Decodes a PNG or JPEG file into an RGB [`Image`].
-pub fn read_image(path: &Path) -> Result<Image, DatasetError> {
+/// Whether JPEG bytes have an end-of-image marker after their last
+/// start-of-scan marker (neither occurs inside entropy-coded data).
+fn jpeg_has_its_end(bytes: &[u8]) -> bool {
+    let marker = |code: u8| move |pair: &[u8]| pair == [0xFF, code];
+    bytes
+        .windows(2)
+        .rposition(marker(0xDA))
+        .is_some_and(|scan| bytes[scan..].windows(2).any(marker(0xD9)))
+}
+
+/// Decodes a PNG or JPEG file (see [`decode_image`]); errors name the file.
+pub fn read_image_file(path: &Path) -> Result<ImageFile, DatasetError> {
     let bytes = std::fs::read(path).map_err(|e| DatasetError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let not_an_image = |reason: String| DatasetError::NotAnImage {
+    decode_image(&bytes).map_err(|problem| DatasetError::Image {
         path: path.to_path_buf(),
-        reason,
-    };
-    let decoded = ::image::load_from_memory(&bytes).map_err(|e| not_an_image(e.to_string()))?;
-    let rgb = decoded.to_rgb8();
-    Image::from_rgb8(rgb.width() as usize, rgb.height() as usize, rgb.as_raw())
-        .map_err(|e| not_an_image(e.to_string()))
+        problem,
+    })
+}
+
+/// Decodes a PNG or JPEG file into an RGB [`Image`], downscaled when larger
+/// than [`MAX_SIDE`](crate::image::MAX_SIDE).
+pub fn read_image(path: &Path) -> Result<Image, DatasetError> {
+    read_image_file(path).map(|file| file.image)
 }
 
 /// An annotated image loaded from disk.
@@ -76,9 +220,12 @@ pub fn read_image(path: &Path) -> Result<Image, DatasetError> {
 pub struct AnnotatedImage {
     /// The file name as in the annotation file.
     pub file_name: String,
-    /// The decoded pixels.
+    /// The decoded pixels (downscaled when the file is larger than
+    /// [`MAX_SIDE`](crate::image::MAX_SIDE)).
     pub image: Image,
-    /// Ground-truth boxes in the image's pixels.
+    /// Width and height of the image file, in its own pixels.
+    pub file_size: (usize, usize),
+    /// Ground-truth boxes in the pixels of `image`.
     pub boxes: Vec<LabeledBox>,
 }
 
@@ -90,7 +237,8 @@ pub struct AnnotatedSet {
     pub images: Vec<AnnotatedImage>,
 }
 
-/// Reads `annotations` (COCO JSON) and decodes each image it names from `folder`.
+/// Reads `annotations` (COCO JSON) and decodes each image it names from
+/// `folder`; each image's declared size must be its file's.
 pub fn read_annotated_set(annotations: &Path, folder: &Path) -> Result<AnnotatedSet, DatasetError> {
     let CocoDataset {
         class_names,
@@ -107,10 +255,31 @@ pub fn read_annotated_set(annotations: &Path, folder: &Path) -> Result<Annotated
                     folder: folder.to_path_buf(),
                 });
             }
+            let ImageFile { image, file_size } = read_image_file(&path)?;
+            if file_size != (entry.width as usize, entry.height as usize) {
+                return Err(DatasetError::SizeMismatch {
+                    annotations: annotations.to_path_buf(),
+                    file_name: entry.file_name,
+                    declared_width: entry.width,
+                    declared_height: entry.height,
+                    file_width: file_size.0,
+                    file_height: file_size.1,
+                });
+            }
+            let (sx, sy) = file_scale(file_size, &image);
+            let boxes = entry
+                .boxes
+                .iter()
+                .map(|b| LabeledBox {
+                    bbox: b.bbox.scale(sx, sy),
+                    class: b.class,
+                })
+                .collect();
             Ok(AnnotatedImage {
-                image: read_image(&path)?,
+                image,
+                file_size,
                 file_name: entry.file_name,
-                boxes: entry.boxes,
+                boxes,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -127,20 +296,42 @@ pub fn read_verdicts(path: &Path) -> Result<BTreeMap<String, ImageVerdicts>, Dat
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| DatasetError::BadVerdicts {
+    parse_verdicts(&text).map_err(|e| DatasetError::BadVerdicts {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
 }
 
+/// Parses the text of a verdicts file (see [`read_verdicts`]); errors give
+/// the line and column.
+pub fn parse_verdicts(json: &str) -> Result<BTreeMap<String, ImageVerdicts>, serde_json::Error> {
+    serde_json::from_str(json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::coco::{CocoImage, to_coco_json};
+    use crate::geometry::BBox;
+
+    fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+        let image = ::image::RgbImage::from_raw(width, height, pixels).expect("sized");
+        let mut bytes = Cursor::new(Vec::new());
+        image.write_to(&mut bytes, format).expect("encodes");
+        bytes.into_inner()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("veritune-dataset-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn a_file_that_is_not_an_image_is_named_in_the_error() {
-        let dir = std::env::temp_dir().join(format!("veritune-dataset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("notes");
         let path = dir.join("notes.png");
         std::fs::write(&path, b"hello").unwrap();
         let err = read_image(&path).unwrap_err().to_string();
@@ -150,6 +341,98 @@ mod tests {
         );
         let missing = read_image(&dir.join("absent.png")).unwrap_err().to_string();
         assert!(missing.contains("absent.png"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_or_damaged_images_are_refused() {
+        for (format, name) in [(ImageFormat::Png, "PNG"), (ImageFormat::Jpeg, "JPEG")] {
+            let bytes = encoded(40, 30, format);
+            assert!(decode_image(&bytes).is_ok());
+            for cut in [bytes.len() / 2, bytes.len() - 20] {
+                let err = decode_image(&bytes[..cut]).expect_err("truncated");
+                assert!(
+                    matches!(err, DecodeError::Corrupt { format, .. } if format == name),
+                    "{name} cut at {cut}: {err}"
+                );
+                assert!(err.to_string().contains("damaged or truncated"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_image_formats_are_named() {
+        let err = decode_image(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap_err();
+        assert!(err.to_string().contains("GIF image"), "{err}");
+    }
+
+    #[test]
+    fn absurd_declared_sizes_are_refused_before_decoding() {
+        let mut bytes = encoded(16, 16, ImageFormat::Jpeg);
+        let sof = bytes
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline JPEG has a SOF0 marker");
+        // SOF0: marker, length (2), precision (1), height (2), width (2).
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        let err = decode_image(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Size(ImageError::TooLarge {
+                    width: 65535,
+                    height: 65535
+                })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("65535x65535"), "{err}");
+    }
+
+    #[test]
+    fn images_above_the_largest_side_are_downscaled() {
+        let file = decode_image(&encoded(5000, 40, ImageFormat::Png)).unwrap();
+        assert_eq!(file.file_size, (5000, 40));
+        assert_eq!((file.image.width(), file.image.height()), (4096, 33));
+        let (sx, sy) = file_scale(file.file_size, &file.image);
+        assert!((sx - 4096.0 / 5000.0).abs() < 1e-6 && (sy - 33.0 / 40.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn annotated_sets_check_image_sizes_and_scale_boxes_with_the_image() {
+        let dir = temp_dir("set");
+        std::fs::write(dir.join("wide.png"), encoded(8192, 20, ImageFormat::Png)).unwrap();
+        let dataset = |width: u32| CocoDataset {
+            class_names: vec!["a".into()],
+            images: vec![CocoImage {
+                file_name: "wide.png".into(),
+                width,
+                height: 20,
+                boxes: vec![LabeledBox {
+                    bbox: BBox::new(400.0, 2.0, 600.0, 10.0),
+                    class: 0,
+                }],
+            }],
+        };
+        let annotations = dir.join("annotations.json");
+        std::fs::write(&annotations, to_coco_json(&dataset(8192))).unwrap();
+        let set = read_annotated_set(&annotations, &dir).unwrap();
+        let image = &set.images[0];
+        assert_eq!(image.file_size, (8192, 20));
+        assert_eq!((image.image.width(), image.image.height()), (4096, 10));
+        assert_eq!(image.boxes[0].bbox, BBox::new(200.0, 1.0, 300.0, 5.0));
+
+        std::fs::write(&annotations, to_coco_json(&dataset(640))).unwrap();
+        let err = read_annotated_set(&annotations, &dir)
+            .err()
+            .expect("size differs")
+            .to_string();
+        assert!(
+            err.contains("annotations.json")
+                && err.contains("'wide.png'")
+                && err.contains("640x20"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -113,6 +113,13 @@ impl BBox {
     }
 }
 
+impl std::fmt::Display for BBox {
+    /// The corners as `[x0, y0, x1, y1]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}, {}, {}, {}]", self.x0, self.y0, self.x1, self.y1)
+    }
+}
+
 /// A box with its class: a ground-truth object or a training label.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabeledBox {

@@ -3,6 +3,15 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The longest side, in pixels, of an image veritune keeps in memory: larger
+/// image files are downscaled to it when decoded, keeping their aspect ratio.
+pub const MAX_SIDE: usize = 4096;
+
+/// The most pixels an image may have to be decoded or built at all (64
+/// megapixels, e.g. 8000 x 8000): larger images are refused before any pixel
+/// is allocated.
+pub const MAX_PIXELS: u64 = 64_000_000;
+
 /// An RGB image, row-major, interleaved channels in `[0, 1]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -33,6 +42,17 @@ pub enum ImageError {
     /// Width or height is zero.
     #[error("the image has no pixels ({width}x{height}): open a non-empty image")]
     Empty {
+        /// Stated width.
+        width: usize,
+        /// Stated height.
+        height: usize,
+    },
+    /// More pixels than [`MAX_PIXELS`].
+    #[error(
+        "the image is {width}x{height} pixels, more than the {} megapixels veritune handles: downscale it first",
+        MAX_PIXELS / 1_000_000
+    )]
+    TooLarge {
         /// Stated width.
         width: usize,
         /// Stated height.
@@ -154,15 +174,38 @@ impl Image {
     }
 }
 
+/// The size an image of `width` x `height` is kept at: unchanged when its
+/// longest side is at most [`MAX_SIDE`], else scaled down so that the longest
+/// side is [`MAX_SIDE`] (aspect ratio kept, each side at least 1).
+pub fn fitted_size(width: usize, height: usize) -> (usize, usize) {
+    let longest = width.max(height);
+    if longest <= MAX_SIDE {
+        return (width, height);
+    }
+    let scale = |side: usize| {
+        ((side as f64 * MAX_SIDE as f64 / longest as f64).round() as usize).clamp(1, MAX_SIDE)
+    };
+    (scale(width), scale(height))
+}
+
+/// Whether an image of `width` x `height` is within [`MAX_PIXELS`].
+pub fn check_pixel_count(width: usize, height: usize) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty { width, height });
+    }
+    match (width as u64).checked_mul(height as u64) {
+        Some(pixels) if pixels <= MAX_PIXELS => Ok(()),
+        _ => Err(ImageError::TooLarge { width, height }),
+    }
+}
+
 fn check_size(
     width: usize,
     height: usize,
     channels: usize,
     actual: usize,
 ) -> Result<(), ImageError> {
-    if width == 0 || height == 0 {
-        return Err(ImageError::Empty { width, height });
-    }
+    check_pixel_count(width, height)?;
     let expected = width * height * channels;
     if expected != actual {
         return Err(ImageError::SizeMismatch {
@@ -204,6 +247,28 @@ mod tests {
                 height: 5
             })
         );
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_any_allocation() {
+        assert_eq!(
+            Image::from_rgba8(usize::MAX, 3, &[]),
+            Err(ImageError::TooLarge {
+                width: usize::MAX,
+                height: 3
+            })
+        );
+        let err = Image::from_rgb8(9000, 9000, &[]).unwrap_err();
+        assert!(err.to_string().contains("9000x9000"), "{err}");
+    }
+
+    #[test]
+    fn fitted_size_caps_the_longest_side_and_keeps_the_aspect_ratio() {
+        assert_eq!(fitted_size(640, 480), (640, 480));
+        assert_eq!(fitted_size(MAX_SIDE, 10), (MAX_SIDE, 10));
+        assert_eq!(fitted_size(8192, 6144), (4096, 3072));
+        assert_eq!(fitted_size(3000, 6000), (2048, 4096));
+        assert_eq!(fitted_size(1_000_000, 1), (4096, 1));
     }
 
     #[test]

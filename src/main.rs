@@ -13,7 +13,9 @@ use veritune::benchmark::quality::{
     Baseline, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
     rounds_markdown, run_quality, run_rounds, summarize,
 };
-use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
+use veritune::dataset::{
+    AnnotatedImage, ImageFile, file_scale, read_annotated_set, read_image_file, read_verdicts,
+};
 use veritune::detector::fcos::{Fcos, FcosConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
@@ -28,7 +30,7 @@ use veritune::sample::Sample;
 use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
-use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
+use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
 use veritune::weights::{load_fcos, save_fcos};
 
 #[derive(Parser)]
@@ -392,24 +394,15 @@ fn run(cli: Cli) -> CliResult {
     }
 }
 
-fn check_input_size(input_size: usize) -> CliResult {
-    if input_size == 0 || !input_size.is_multiple_of(32) {
-        return Err(format!(
-            "--input-size {input_size} must be a positive multiple of 32 (e.g. 256)"
-        ));
-    }
-    Ok(())
-}
-
 fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
-    check_input_size(input_size)?;
     if classes.iter().any(|c| c.trim().is_empty()) {
         return Err("--classes has an empty class name: give names separated by commas".into());
     }
-    let model = FcosConfig::new(classes)
-        .with_input_size(input_size)
-        .init(&Device::flex());
-    write_model(&model, output)
+    let config = FcosConfig::new(classes).with_input_size(input_size);
+    config
+        .check()
+        .map_err(|e| format!("cannot create the model (--classes, --input-size): {e}"))?;
+    write_model(&config.init(&Device::flex()), output)
 }
 
 fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
@@ -417,16 +410,36 @@ fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
     load_fcos(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Writes `bytes` to `path` whole or not at all: into a temporary file
+/// beside it, then renamed over it, so a failure never leaves a half-written
+/// file (nor touches an existing one).
+fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
+    let name = path.file_name().ok_or_else(|| {
+        format!(
+            "{} is not a file name: give a path ending in a file name",
+            path.display()
+        )
+    })?;
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(".{}.partial", std::process::id()));
+    let temporary = path.with_file_name(temporary_name);
+    let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
 fn write_model(model: &Fcos, path: &Path) -> CliResult {
     let bytes = pollster::block_on(save_fcos(model)).map_err(|e| e.to_string())?;
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_file(path, &bytes)
 }
 
 fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     match path {
-        Some(path) => std::fs::write(path, text + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        Some(path) => write_file(path, (text + "\n").as_bytes()),
         None => {
             println!("{text}");
             Ok(())
@@ -442,6 +455,16 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+/// Prints `line` above the progress bar, or on standard error when the bar is
+/// hidden (output not a terminal), where it would drop the line.
+fn log(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// Candidates on each image, with a progress bar.
@@ -484,29 +507,32 @@ fn predict(
     with_candidates: bool,
     output: Option<&Path>,
 ) -> CliResult {
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(format!("--threshold {threshold} must be between 0 and 1"));
-    }
+    check_threshold(threshold)?;
     let model = load_model(model, &Device::flex())?;
     let names = &model.spec().class_names;
     let decoded = images
         .iter()
-        .map(|p| read_image(p))
+        .map(|p| read_image_file(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let refs: Vec<&Image> = decoded.iter().collect();
+    let refs: Vec<&Image> = decoded.iter().map(|file| &file.image).collect();
     let all = all_candidates(&model, &refs)?;
-    let boxes = |detections: &[Detection]| -> Vec<PredictedBox> {
+    // Boxes in the file's own pixels (the image is smaller when downscaled).
+    let boxes = |file: &ImageFile, detections: &[Detection]| -> Vec<PredictedBox> {
+        let (sx, sy) = file_scale(file.file_size, &file.image);
         detections
             .iter()
-            .map(|d| PredictedBox {
-                x0: d.bbox.x0,
-                y0: d.bbox.y0,
-                x1: d.bbox.x1,
-                y1: d.bbox.y1,
-                class: d.class,
-                class_name: names.get(d.class).cloned().unwrap_or_default(),
-                score: d.score,
+            .map(|d| {
+                let bbox = d.bbox.scale(1.0 / sx, 1.0 / sy);
+                PredictedBox {
+                    x0: bbox.x0,
+                    y0: bbox.y0,
+                    x1: bbox.x1,
+                    y1: bbox.y1,
+                    class: d.class,
+                    class_name: names.get(d.class).cloned().unwrap_or_default(),
+                    score: d.score,
+                }
             })
             .collect()
     };
@@ -514,12 +540,12 @@ fn predict(
         .iter()
         .zip(&decoded)
         .zip(&all)
-        .map(|((path, image), candidates)| ImagePrediction {
+        .map(|((path, file), candidates)| ImagePrediction {
             file: path.display().to_string(),
-            width: image.width(),
-            height: image.height(),
-            detections: boxes(&shown_detections(candidates, threshold, NMS_IOU)),
-            candidates: with_candidates.then(|| boxes(candidates)),
+            width: file.file_size.0,
+            height: file.file_size.1,
+            detections: boxes(file, &shown_detections(candidates, threshold, NMS_IOU)),
+            candidates: with_candidates.then(|| boxes(file, candidates)),
         })
         .collect();
     write_json(&report, output)
@@ -557,7 +583,25 @@ fn check_classes(set_names: &[String], model: &Fcos, file: &Path) -> CliResult {
     Ok(())
 }
 
+fn check_threshold(threshold: f32) -> CliResult {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(format!("--threshold {threshold} must be between 0 and 1"));
+    }
+    Ok(())
+}
+
+fn check_learning_rate(learning_rate: f64) -> CliResult {
+    if !(learning_rate.is_finite() && learning_rate > 0.0) {
+        return Err(format!(
+            "--learning-rate {learning_rate} must be a finite number above 0 (e.g. 5e-4)"
+        ));
+    }
+    Ok(())
+}
+
 fn finetune(args: FinetuneArgs) -> CliResult {
+    check_threshold(args.threshold)?;
+    check_learning_rate(args.config.learning_rate)?;
     let device = Device::flex().autodiff();
     let model = load_model(args.model, &device)?;
     let spec = model.spec().clone();
@@ -628,15 +672,32 @@ fn finetune(args: FinetuneArgs) -> CliResult {
                 record.transfer_loss,
                 record.mix.similarity
             ));
+            if let Some(reason) = record.skipped {
+                log(
+                    &bar,
+                    format!(
+                        "veritune: step {} (epoch {}) skipped: {reason}; the weights were kept as they were and training goes on",
+                        record.step + 1,
+                        record.epoch + 1
+                    ),
+                );
+            }
             bar.inc(1);
             Control::Continue
         },
     )
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
-    let skipped = outcome.records.iter().filter(|r| r.skipped).count();
+    let skipped = outcome
+        .records
+        .iter()
+        .filter(|r| r.skipped.is_some())
+        .count();
     if skipped > 0 {
-        eprintln!("veritune: {skipped} step(s) had a non-finite loss or gradient and were skipped");
+        eprintln!(
+            "veritune: {skipped} of {} steps had a non-finite loss or gradient and were skipped",
+            outcome.records.len()
+        );
     }
     write_model(&outcome.model, args.output)?;
     if let Some(path) = args.records {
@@ -659,6 +720,7 @@ fn targets_from_verdicts(
 ) -> Result<Vec<TrainingTarget>, String> {
     let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
     let all = all_candidates(model, &refs)?;
+    let classes = model.spec().class_names.len();
     images
         .iter()
         .zip(&all)
@@ -666,7 +728,15 @@ fn targets_from_verdicts(
             let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
                 format!("{} has no verdicts for '{}': review every image or remove it from the annotations", path.display(), image.file_name)
             })?;
-            build_target(verdict, candidates, config).map_err(|e| format!("{}, image '{}': {e}", path.display(), image.file_name))
+            let in_this_file = |e: VerdictError| format!("{}, image '{}': {e}", path.display(), image.file_name);
+            // Verdict boxes are in the file's pixels; the image may be downscaled.
+            let (width, height) = image.file_size;
+            let (sx, sy) = file_scale(image.file_size, &image.image);
+            let verdict = verdict
+                .fit_to_image(width as f32, height as f32, classes)
+                .map_err(in_this_file)?
+                .scaled(sx, sy);
+            build_target(&verdict, candidates, config).map_err(in_this_file)
         })
         .collect()
 }
@@ -718,6 +788,7 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
     if config.steps == 0 || config.batch_size == 0 {
         return Err("--steps and --batch-size must be at least 1".into());
     }
+    check_learning_rate(config.learning_rate)?;
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let bar = progress(config.steps, "pretraining");
     let (model, train_seconds, final_loss) =
@@ -764,7 +835,7 @@ fn create_dir(path: &Path) -> CliResult {
 }
 
 fn write_text(path: &Path, text: &str) -> CliResult {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_file(path, text.as_bytes())
 }
 
 fn bench_quality(
@@ -796,12 +867,7 @@ fn bench_quality(
             row.forgetting,
             row.seconds
         );
-        // A hidden bar (output not a terminal) drops its lines: log them instead.
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
+        log(&bar, line);
     })?;
     bar.finish_and_clear();
     write_json(&baseline, Some(&output.join("baseline.json")))?;

@@ -21,7 +21,9 @@ use crate::detector::Detector;
 use crate::history::{
     Candidate, HistoryError, HistoryLibrary, HistoryPolicy, select_gradient_based, select_reservoir,
 };
-use crate::mixing::{MixRecord, MixScope, MixingRule, gradient_stats, mix, stats_from_values};
+use crate::mixing::{
+    MixRecord, MixScope, MixingRule, gradient_stats, mix, param_ids, stats_from_values,
+};
 use crate::sample::{Sample, batch};
 
 /// Settings of a round of transfer training.
@@ -67,9 +69,42 @@ pub struct StepRecord {
     pub history_loss: Option<f64>,
     /// Similarity, weights and gradient norms of the mix.
     pub mix: MixRecord,
-    /// Whether the update was skipped because a loss or gradient was not finite
-    /// (the weights stay as they were).
-    pub skipped: bool,
+    /// Why the update was skipped, if it was (the weights and the optimizer
+    /// state stay as they were, and the next step runs as usual).
+    pub skipped: Option<SkipReason>,
+}
+
+/// Why a step's update was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The loss on the transfer batch is NaN or infinite.
+    #[error("the loss on the transfer batch is not a finite number")]
+    TransferLoss,
+    /// The loss on the history batch is NaN or infinite.
+    #[error("the loss on the history batch is not a finite number")]
+    HistoryLoss,
+    /// A gradient has a NaN or infinite value, or its squared norm overflows.
+    #[error("a gradient is not a finite number")]
+    Gradient,
+}
+
+impl SkipReason {
+    /// The reason to skip a step whose read-back values are `values`: the
+    /// transfer loss, the history loss (zero without a history batch), then
+    /// the gradient statistics. `None` when all are finite.
+    fn of(values: &[f32]) -> Option<Self> {
+        let finite = |range: &[f32]| range.iter().all(|v| v.is_finite());
+        if !finite(values.get(..1).unwrap_or(&[])) {
+            Some(Self::TransferLoss)
+        } else if !finite(values.get(1..2).unwrap_or(&[])) {
+            Some(Self::HistoryLoss)
+        } else if !finite(values.get(2..).unwrap_or(&[])) {
+            Some(Self::Gradient)
+        } else {
+            None
+        }
+    }
 }
 
 /// Why training cannot run.
@@ -104,6 +139,9 @@ pub struct TrainingRun<'a, M: Detector> {
     transfer: &'a [Sample],
     history: &'a mut HistoryLibrary<Sample>,
     scope: Option<HashSet<ParamId>>,
+    /// The parameters outside `scope`, whose gradients are only checked for
+    /// finite values.
+    rest: Option<HashSet<ParamId>>,
     order: Vec<usize>,
     rng: StdRng,
     epoch: usize,
@@ -128,10 +166,16 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
                 epochs: config.epochs,
             });
         }
-        let scope = match config.scope {
+        let scope: Option<HashSet<ParamId>> = match config.scope {
             MixScope::All => None,
             MixScope::Head => Some(model.head_param_ids().into_iter().collect()),
         };
+        let rest = scope.as_ref().map(|head| {
+            param_ids(&model)
+                .into_iter()
+                .filter(|id| !head.contains(id))
+                .collect()
+        });
         history.reset_cursor();
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut order: Vec<usize> = (0..transfer.len()).collect();
@@ -143,6 +187,7 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             transfer,
             history,
             scope,
+            rest,
             order,
             rng,
             epoch: 0,
@@ -220,8 +265,14 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             loss_t.clone(),
             loss_h.clone().unwrap_or_else(|| loss_t.zeros_like()),
         ];
-        if let Some(stats) = gradient_stats(&model, &g_t, &g_h, self.scope.as_ref()) {
-            readout.push(stats);
+        // The mix's statistics over its scope, then (head scope only) over
+        // the other parameters, read only to see that they are finite.
+        let stats_over = |scope: Option<&HashSet<ParamId>>| {
+            gradient_stats(&model, &g_t, &g_h, scope).unwrap_or_else(|| Tensor::zeros([3], &device))
+        };
+        readout.push(stats_over(self.scope.as_ref()));
+        if let Some(rest) = &self.rest {
+            readout.push(stats_over(Some(rest)));
         }
         let values = match Tensor::cat(readout, 0).into_data_async().await {
             Ok(data) => data
@@ -236,7 +287,7 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
                 return Err(e);
             }
         };
-        let stats = stats_from_values(values.get(2..).unwrap_or(&[]));
+        let stats = stats_from_values(values.get(2..5).unwrap_or(&[]));
         // With no history batch there is nothing to mix: plain fine-tuning.
         let rule = if history.is_empty() {
             MixingRule::TransferOnly
@@ -244,8 +295,8 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             self.config.rule
         };
         let weights = rule.weights(stats);
-        let skipped = values.iter().any(|v| !v.is_finite());
-        self.model = Some(if skipped {
+        let skipped = SkipReason::of(&values);
+        self.model = Some(if skipped.is_some() {
             model
         } else {
             let mixed = mix(&model, g_t, g_h, weights);

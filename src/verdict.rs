@@ -87,6 +87,74 @@ impl ImageVerdicts {
         self.shown.iter().all(|b| b.judgement.is_some())
     }
 
+    /// The verdicts with every box cut to a `width` x `height` image, after
+    /// checking each: a box with a non-finite corner, no area, no part
+    /// inside the image, or a class not below `classes` is refused, naming it.
+    pub fn fit_to_image(
+        &self,
+        width: f32,
+        height: f32,
+        classes: usize,
+    ) -> Result<Self, VerdictError> {
+        self.map_boxes(|field, bbox, class| {
+            let bbox = *bbox;
+            if ![bbox.x0, bbox.y0, bbox.x1, bbox.y1]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                return Err(VerdictError::NotFinite { field, bbox });
+            }
+            if class >= classes {
+                return Err(VerdictError::UnknownClass {
+                    field,
+                    class,
+                    classes,
+                });
+            }
+            if !bbox.is_valid() {
+                return Err(VerdictError::EmptyBox { field, bbox });
+            }
+            let clipped = bbox.clip(width, height);
+            if !clipped.is_valid() {
+                return Err(VerdictError::OutsideImage {
+                    field,
+                    bbox,
+                    width,
+                    height,
+                });
+            }
+            Ok(clipped)
+        })
+    }
+
+    /// The verdicts with every box's x scaled by `sx` and y by `sy` (moving
+    /// between image sizes).
+    pub fn scaled(&self, sx: f32, sy: f32) -> Self {
+        let Ok(scaled) =
+            self.map_boxes(|_, bbox, _| Ok::<_, std::convert::Infallible>(bbox.scale(sx, sy)));
+        scaled
+    }
+
+    /// The verdicts with each box (shown, correction, drawn) replaced by
+    /// `f(field, box, class)`, stopping at the first error.
+    fn map_boxes<E>(
+        &self,
+        mut f: impl FnMut(BoxField, &BBox, usize) -> Result<BBox, E>,
+    ) -> Result<Self, E> {
+        let mut out = self.clone();
+        for (i, shown) in out.shown.iter_mut().enumerate() {
+            let detection = &mut shown.detection;
+            detection.bbox = f(BoxField::Shown(i), &detection.bbox, detection.class)?;
+            if let Some(Judgement::Corrected { label }) = &mut shown.judgement {
+                label.bbox = f(BoxField::Correction(i), &label.bbox, label.class)?;
+            }
+        }
+        for (i, drawn) in out.drawn.iter_mut().enumerate() {
+            drawn.bbox = f(BoxField::Drawn(i), &drawn.bbox, drawn.class)?;
+        }
+        Ok(out)
+    }
+
     /// The categories of this image: missed-detection and false-detection can
     /// both apply; correct applies alone. Empty while not fully reviewed.
     pub fn categories(&self) -> Vec<Category> {
@@ -168,6 +236,29 @@ impl TrainingTarget {
     }
 }
 
+/// Where a box sits in an image's verdicts, named as its field in a
+/// verdicts file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoxField {
+    /// `shown[i].detection.bbox`: a box the model showed.
+    Shown(usize),
+    /// `shown[i].judgement.label.bbox`: the user's correction of a shown box.
+    Correction(usize),
+    /// `drawn[i].bbox`: a box the user drew.
+    Drawn(usize),
+}
+
+impl std::fmt::Display for BoxField {
+    /// The field's path in a verdicts file, e.g. `drawn[2].bbox`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shown(i) => write!(f, "shown[{i}].detection.bbox"),
+            Self::Correction(i) => write!(f, "shown[{i}].judgement.label.bbox"),
+            Self::Drawn(i) => write!(f, "drawn[{i}].bbox"),
+        }
+    }
+}
+
 /// Why a target cannot be built from an image's verdicts.
 #[derive(Debug, Error, PartialEq)]
 pub enum VerdictError {
@@ -179,13 +270,51 @@ pub enum VerdictError {
         /// Index of the box among the shown boxes.
         index: usize,
     },
-    /// A user box (drawn or corrected) has no area or non-finite corners.
+    /// A box has no area (zero width or height, or inverted corners).
     #[error(
-        "the box drawn or corrected by the user ({bbox:?}) has no area: draw it again with a width and height above zero"
+        "the box `{field}` {bbox} has no area: draw it again with a width and height above zero"
     )]
     EmptyBox {
+        /// Which box.
+        field: BoxField,
         /// The offending box.
         bbox: BBox,
+    },
+    /// A box has a corner that is not a finite number.
+    #[error(
+        "the box `{field}` {bbox} has a corner that is not a finite number: give x0, y0, x1, y1 as pixel positions"
+    )]
+    NotFinite {
+        /// Which box.
+        field: BoxField,
+        /// The offending box.
+        bbox: BBox,
+    },
+    /// A box lies entirely outside its image.
+    #[error(
+        "the box `{field}` {bbox} lies outside the {width}x{height} image: draw it again inside the image or remove it"
+    )]
+    OutsideImage {
+        /// Which box.
+        field: BoxField,
+        /// The offending box.
+        bbox: BBox,
+        /// Image width in pixels.
+        width: f32,
+        /// Image height in pixels.
+        height: f32,
+    },
+    /// A box names a class the detector does not have.
+    #[error(
+        "the box `{field}` has class {class}, but the model has {classes} classes, numbered from 0: use one of the model's classes"
+    )]
+    UnknownClass {
+        /// Which box.
+        field: BoxField,
+        /// The class given.
+        class: usize,
+        /// How many classes the detector has.
+        classes: usize,
     },
 }
 
@@ -208,29 +337,31 @@ pub fn build_target(
     let mut target = TrainingTarget::default();
     for (index, shown) in verdicts.shown.iter().enumerate() {
         let judgement = shown.judgement.ok_or(VerdictError::Unjudged { index })?;
-        match (judgement, shown.user_label()) {
-            (Judgement::Rejected, _) => target.negatives.push(shown.detection.bbox),
-            (_, Some(user)) => {
-                check_user_box(&user.bbox)?;
-                target
-                    .positives
-                    .push(relabel_confirmed(user, candidates, config));
+        let (field, user) = match judgement {
+            Judgement::Rejected => {
+                target.negatives.push(shown.detection.bbox);
+                continue;
             }
-            (_, None) => unreachable!("confirmed and corrected boxes always have a user label"),
-        }
+            Judgement::Confirmed => (BoxField::Shown(index), shown.detection.labeled()),
+            Judgement::Corrected { label } => (BoxField::Correction(index), label),
+        };
+        check_user_box(field, &user.bbox)?;
+        target
+            .positives
+            .push(relabel_confirmed(user, candidates, config));
     }
-    for drawn in &verdicts.drawn {
-        check_user_box(&drawn.bbox)?;
+    for (index, drawn) in verdicts.drawn.iter().enumerate() {
+        check_user_box(BoxField::Drawn(index), &drawn.bbox)?;
         target.positives.push(*drawn);
     }
     Ok(target)
 }
 
-fn check_user_box(bbox: &BBox) -> Result<(), VerdictError> {
+fn check_user_box(field: BoxField, bbox: &BBox) -> Result<(), VerdictError> {
     if bbox.is_valid() {
         Ok(())
     } else {
-        Err(VerdictError::EmptyBox { bbox: *bbox })
+        Err(VerdictError::EmptyBox { field, bbox: *bbox })
     }
 }
 
@@ -255,6 +386,7 @@ fn relabel_confirmed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn det(x0: f32, y0: f32, x1: f32, y1: f32, class: usize, score: f32) -> Detection {
         Detection {
@@ -411,5 +543,206 @@ mod tests {
         let err =
             build_target(&verdicts(vec![], vec![flat]), &[], &TargetConfig::default()).unwrap_err();
         assert!(err.to_string().contains("no area"));
+        assert!(err.to_string().contains("`drawn[0].bbox`"), "{err}");
+    }
+
+    #[test]
+    fn fitting_to_the_image_cuts_boxes_over_the_edge() {
+        let v = verdicts(
+            vec![judged(
+                det(-5.0, 10.0, 30.0, 70.0, 1, 0.9),
+                Judgement::Corrected {
+                    label: LabeledBox {
+                        bbox: BBox::new(50.0, 50.0, 90.0, 60.0),
+                        class: 0,
+                    },
+                },
+            )],
+            vec![],
+        );
+        let fitted = v.fit_to_image(64.0, 64.0, 2).unwrap();
+        assert_eq!(
+            fitted.shown[0].detection.bbox,
+            BBox::new(0.0, 10.0, 30.0, 64.0)
+        );
+        assert_eq!(
+            fitted.shown[0].user_label().unwrap().bbox,
+            BBox::new(50.0, 50.0, 64.0, 60.0)
+        );
+        assert_eq!(fitted.fit_to_image(64.0, 64.0, 2).unwrap(), fitted);
+        let halved = fitted.scaled(0.5, 0.25);
+        assert_eq!(
+            halved.shown[0].detection.bbox,
+            BBox::new(0.0, 2.5, 15.0, 16.0)
+        );
+    }
+
+    #[test]
+    fn fitting_to_the_image_refuses_bad_boxes_naming_their_field() {
+        let drawn = |bbox: BBox, class: usize| verdicts(vec![], vec![LabeledBox { bbox, class }]);
+        let cases = [
+            (
+                drawn(BBox::new(70.0, 0.0, 80.0, 10.0), 0),
+                "`drawn[0].bbox` [70, 0, 80, 10] lies outside the 64x64 image",
+            ),
+            (
+                drawn(BBox::new(f32::NAN, 0.0, 8.0, 10.0), 0),
+                "`drawn[0].bbox` [NaN, 0, 8, 10] has a corner that is not a finite number",
+            ),
+            (
+                drawn(BBox::new(9.0, 0.0, 8.0, 10.0), 0),
+                "`drawn[0].bbox` [9, 0, 8, 10] has no area",
+            ),
+            (
+                drawn(BBox::new(0.0, 0.0, 8.0, 10.0), 2),
+                "`drawn[0].bbox` has class 2, but the model has 2 classes",
+            ),
+            (
+                verdicts(
+                    vec![judged(
+                        det(100.0, 100.0, 110.0, 110.0, 0, 0.7),
+                        Judgement::Rejected,
+                    )],
+                    vec![],
+                ),
+                "`shown[0].detection.bbox` [100, 100, 110, 110] lies outside",
+            ),
+        ];
+        for (v, expected) in cases {
+            let err = v.fit_to_image(64.0, 64.0, 2).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    fn bbox() -> impl Strategy<Value = BBox> {
+        (0f32..100.0, 0f32..100.0, 1f32..40.0, 1f32..40.0)
+            .prop_map(|(x, y, w, h)| BBox::from_xywh(x, y, w, h))
+    }
+
+    fn detection() -> impl Strategy<Value = Detection> {
+        (bbox(), 0usize..3, 0f32..1.0).prop_map(|(bbox, class, score)| Detection {
+            bbox,
+            class,
+            score,
+        })
+    }
+
+    fn labeled() -> impl Strategy<Value = LabeledBox> {
+        (bbox(), 0usize..3).prop_map(|(bbox, class)| LabeledBox { bbox, class })
+    }
+
+    fn judgement() -> impl Strategy<Value = Judgement> {
+        prop_oneof![
+            Just(Judgement::Confirmed),
+            Just(Judgement::Rejected),
+            labeled().prop_map(|label| Judgement::Corrected { label }),
+        ]
+    }
+
+    fn reviewed() -> impl Strategy<Value = ImageVerdicts> {
+        (
+            proptest::collection::vec((detection(), judgement()), 0..6),
+            proptest::collection::vec(labeled(), 0..4),
+        )
+            .prop_map(|(shown, drawn)| ImageVerdicts {
+                shown: shown.into_iter().map(|(d, j)| judged(d, j)).collect(),
+                drawn,
+            })
+    }
+
+    /// The user boxes of `v` (confirmed, corrected, drawn), in target order.
+    fn user_boxes(v: &ImageVerdicts) -> Vec<LabeledBox> {
+        v.shown
+            .iter()
+            .filter_map(ShownBox::user_label)
+            .chain(v.drawn.iter().copied())
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn every_positive_comes_from_a_box_the_user_vouched_for(
+            v in reviewed(),
+            candidates in proptest::collection::vec(detection(), 0..12),
+        ) {
+            let config = TargetConfig::default();
+            let target = build_target(&v, &candidates, &config).unwrap();
+            let users = user_boxes(&v);
+            prop_assert_eq!(target.positives.len(), users.len());
+            for (positive, user) in target.positives.iter().zip(&users) {
+                prop_assert_eq!(positive.class, user.class);
+                let weak_match = candidates.iter().any(|c| {
+                    c.bbox == positive.bbox
+                        && c.score >= config.candidate_floor
+                        && c.score < config.score_threshold
+                        && c.bbox.iou(&user.bbox) > config.iou_threshold
+                });
+                prop_assert!(positive.bbox == user.bbox || weak_match);
+            }
+        }
+
+        #[test]
+        fn drawn_boxes_are_kept_exactly_and_rejected_boxes_become_only_negatives(
+            v in reviewed(),
+            candidates in proptest::collection::vec(detection(), 0..12),
+        ) {
+            let target = build_target(&v, &candidates, &TargetConfig::default()).unwrap();
+            let rejected: Vec<BBox> = v
+                .shown
+                .iter()
+                .filter(|s| s.judgement == Some(Judgement::Rejected))
+                .map(|s| s.detection.bbox)
+                .collect();
+            prop_assert_eq!(&target.negatives, &rejected);
+            let drawn_start = target.positives.len() - v.drawn.len();
+            prop_assert_eq!(&target.positives[drawn_start..], v.drawn.as_slice());
+        }
+
+        #[test]
+        fn rejecting_a_box_removes_its_positive_and_adds_one_negative(
+            v in reviewed(),
+            candidates in proptest::collection::vec(detection(), 0..12),
+            pick in any::<proptest::sample::Index>(),
+        ) {
+            prop_assume!(!v.shown.is_empty());
+            let index = pick.index(v.shown.len());
+            prop_assume!(v.shown[index].judgement != Some(Judgement::Rejected));
+            let config = TargetConfig::default();
+            let before = build_target(&v, &candidates, &config).unwrap();
+            let mut rejecting = v.clone();
+            rejecting.shown[index].judgement = Some(Judgement::Rejected);
+            let after = build_target(&rejecting, &candidates, &config).unwrap();
+            prop_assert_eq!(after.positives.len() + 1, before.positives.len());
+            prop_assert_eq!(after.negatives.len(), before.negatives.len() + 1);
+            prop_assert!(after.negatives.contains(&v.shown[index].detection.bbox));
+        }
+
+        #[test]
+        fn build_target_is_deterministic(
+            v in reviewed(),
+            candidates in proptest::collection::vec(detection(), 0..12),
+        ) {
+            let config = TargetConfig::default();
+            prop_assert_eq!(
+                build_target(&v, &candidates, &config),
+                build_target(&v.clone(), &candidates.clone(), &config)
+            );
+        }
+
+        #[test]
+        fn fitted_boxes_lie_inside_the_image_and_fitting_again_changes_nothing(
+            v in reviewed(),
+            width in 1f32..120.0,
+            height in 1f32..120.0,
+        ) {
+            if let Ok(fitted) = v.fit_to_image(width, height, 3) {
+                let inside = |b: &BBox| b.is_valid() && b.x0 >= 0.0 && b.y0 >= 0.0
+                    && b.x1 <= width && b.y1 <= height;
+                prop_assert!(fitted.shown.iter().all(|s| inside(&s.detection.bbox)));
+                prop_assert!(user_boxes(&fitted).iter().all(|u| inside(&u.bbox)));
+                prop_assert_eq!(fitted.fit_to_image(width, height, 3), Ok(fitted.clone()));
+                prop_assert!(build_target(&fitted, &[], &TargetConfig::default()).is_ok());
+            }
+        }
     }
 }

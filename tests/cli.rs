@@ -4,83 +4,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use common::{SIZE, Scene, scene};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
-
-fn veritune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_veritune"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("veritune-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// Writes `n` synthetic scenes as PNG files plus their COCO annotations.
-fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut images = Vec::new();
-    for i in 0..n {
-        let (image, target) = scene(kind, &mut rng);
-        let bytes: Vec<u8> = image
-            .pixels()
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 255.0) as u8)
-            .collect();
-        let file_name = format!("scène {i}.png");
-        ::image::save_buffer(
-            dir.join(&file_name),
-            &bytes,
-            SIZE as u32,
-            SIZE as u32,
-            ::image::ExtendedColorType::Rgb8,
-        )
-        .expect("png");
-        images.push(CocoImage {
-            file_name,
-            width: SIZE as u32,
-            height: SIZE as u32,
-            boxes: target.positives,
-        });
-    }
-    let path = dir.join("annotations.json");
-    let dataset = CocoDataset {
-        class_names: vec!["square".into(), "ring".into()],
-        images,
-    };
-    std::fs::write(&path, to_coco_json(&dataset)).expect("coco");
-    path
-}
-
-/// Creates an untrained two-class 64 px model in `dir` with `veritune init`.
-fn init_model(dir: &Path) -> PathBuf {
-    let model = dir.join("meta.bpk");
-    let out = veritune(&[
-        "init",
-        "--classes",
-        "square,ring",
-        "--input-size",
-        "64",
-        "--output",
-        model.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    model
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::Scene;
+use common::cli::{failure, init_model, text, veritune, workdir, write_set};
 
 #[test]
 fn init_predict_finetune_eval() {
@@ -159,16 +84,6 @@ fn init_predict_finetune_eval() {
     let mean = report["mean"].as_f64().expect("mean");
     assert!((0.0..=1.0).contains(&mean));
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Runs a command expected to fail and returns its one-line message.
-fn failure(args: &[&str]) -> String {
-    let out = veritune(args);
-    assert!(!out.status.success(), "{args:?} should fail");
-    let message = text(&out.stderr);
-    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
-    assert!(!message.contains("panicked"), "{message}");
-    message
 }
 
 #[test]

@@ -10,7 +10,9 @@ use veritune::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use veritune::image::Image;
 use veritune::mixing::{MixScope, MixingRule};
 use veritune::sample::Sample;
-use veritune::trainer::{Control, TrainConfig, TrainError, train, update_history};
+use veritune::trainer::{
+    Control, SkipReason, TrainConfig, TrainError, TrainingRun, train, update_history,
+};
 
 fn config(rule: MixingRule) -> TrainConfig {
     TrainConfig {
@@ -51,7 +53,7 @@ fn every_step_is_recorded_with_its_mix() {
         assert!(record.transfer_loss.is_finite() && record.history_loss.is_some());
         assert!((-1.0..=1.0).contains(&record.mix.similarity));
         assert!(record.mix.norm_t > 0.0 && record.mix.norm_h > 0.0);
-        assert!(!record.skipped);
+        assert_eq!(record.skipped, None);
     }
     assert_eq!(outcome.records[3].epoch, 1);
 }
@@ -94,22 +96,47 @@ fn the_same_seed_gives_the_same_model_and_cancelling_keeps_the_last_step() {
 }
 
 #[test]
-fn a_non_finite_step_is_skipped_and_the_weights_kept() {
+fn a_non_finite_step_is_skipped_the_weights_kept_and_training_goes_on() {
     let device = Device::flex().autodiff();
     let mut transfer = samples(Scene::New, 4, 3);
     let size = transfer[0].image.width();
     transfer[0].image =
         Image::from_rgb(size, size, vec![f32::NAN; size * size * 3]).expect("sized");
-    let start = tiny_detector(&device);
-    let mut cfg = config(MixingRule::TransferOnly);
-    cfg.epochs = 1;
-    let outcome = train(start.clone(), cfg, &transfer, &mut history(), |_, _| {
-        Control::Continue
-    })
-    .expect("trains");
-    assert_eq!(outcome.records.len(), 1);
-    assert!(outcome.records[0].skipped);
-    assert_eq!(parameters(&outcome.model), parameters(&start));
+    // Two epochs of single-sample steps: whatever the shuffle, a normal step
+    // follows the first skipped one.
+    let mut cfg = config(MixingRule::Symmetric);
+    cfg.batch_size = 1;
+    let mut library = history();
+    let mut run =
+        TrainingRun::new(tiny_detector(&device), cfg, &transfer, &mut library).expect("starts");
+    let mut saw_skip = false;
+    let mut trained_after_skip = false;
+    while !run.is_finished() {
+        let before = parameters(run.model());
+        let record = pollster::block_on(run.step())
+            .expect("steps")
+            .expect("a step");
+        let after = parameters(run.model());
+        match record.skipped {
+            Some(reason) => {
+                assert_eq!(reason, SkipReason::TransferLoss);
+                assert!(record.transfer_loss.is_nan());
+                assert_eq!(after, before, "a skipped step changes no weight");
+                saw_skip = true;
+            }
+            None => {
+                assert!(record.transfer_loss.is_finite());
+                assert_ne!(after, before, "a normal step trains");
+                trained_after_skip |= saw_skip;
+            }
+        }
+    }
+    assert!(saw_skip, "the NaN image was trained on");
+    assert!(trained_after_skip, "steps after the skipped one train");
+    assert_eq!(
+        serde_json::to_value(SkipReason::Gradient).expect("serialises"),
+        "gradient"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use super::assign::{Location, assign, grid_locations};
 use super::loss::{giou_loss, sigmoid_focal_loss};
@@ -24,6 +25,38 @@ const STRIDE: usize = 8;
 const PRIOR: f32 = 0.01;
 /// Largest log-distance the box branch may predict, for stability.
 const MAX_LOG_DISTANCE: f32 = 6.0;
+
+/// The widest first stage a configuration may ask for.
+pub const MAX_WIDTH: usize = 128;
+/// The largest input side a configuration may ask for.
+pub const MAX_INPUT_SIZE: usize = 2048;
+/// The most classes a configuration may name.
+pub const MAX_CLASSES: usize = 10_000;
+
+/// Why a configuration cannot build a detector.
+#[derive(Debug, Error, PartialEq)]
+pub enum FcosConfigError {
+    /// No class names.
+    #[error("`class_names` is empty: a detector needs at least one class")]
+    NoClasses,
+    /// More class names than [`MAX_CLASSES`].
+    #[error("`class_names` has {0} names, more than the {MAX_CLASSES} veritune supports")]
+    TooManyClasses(usize),
+    /// `width` is zero or above [`MAX_WIDTH`].
+    #[error("`width` is {0} but must be between 1 and {MAX_WIDTH}")]
+    Width(usize),
+    /// `input_size` is not a positive multiple of 32 up to [`MAX_INPUT_SIZE`].
+    #[error("`input_size` is {0} but must be a multiple of 32 between 32 and {MAX_INPUT_SIZE}")]
+    InputSize(usize),
+    /// A loss setting is negative or not finite.
+    #[error("`{field}` is {value} but must be a finite number not below zero")]
+    LossSetting {
+        /// The field's name.
+        field: &'static str,
+        /// Its value.
+        value: f32,
+    },
+}
 
 /// Everything needed to build a [`Fcos`]; saved with its weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +104,37 @@ impl FcosConfig {
     pub fn with_width(mut self, width: usize) -> Self {
         self.width = width;
         self
+    }
+
+    /// Whether a detector can be built from this configuration: at least one
+    /// class, and width, input size and loss settings in their ranges.
+    pub fn check(&self) -> Result<(), FcosConfigError> {
+        match self.class_names.len() {
+            0 => return Err(FcosConfigError::NoClasses),
+            n if n > MAX_CLASSES => return Err(FcosConfigError::TooManyClasses(n)),
+            _ => {}
+        }
+        if !(1..=MAX_WIDTH).contains(&self.width) {
+            return Err(FcosConfigError::Width(self.width));
+        }
+        if !(32..=MAX_INPUT_SIZE).contains(&self.input_size) || !self.input_size.is_multiple_of(32)
+        {
+            return Err(FcosConfigError::InputSize(self.input_size));
+        }
+        let settings = [
+            ("center_radius", self.center_radius),
+            ("focal_alpha", self.focal_alpha),
+            ("focal_gamma", self.focal_gamma),
+            ("l1_weight", self.l1_weight),
+            ("giou_weight", self.giou_weight),
+        ];
+        match settings
+            .into_iter()
+            .find(|(_, v)| !v.is_finite() || *v < 0.0)
+        {
+            Some((field, value)) => Err(FcosConfigError::LossSetting { field, value }),
+            None => Ok(()),
+        }
     }
 
     /// What the detector built from this configuration is.

@@ -110,6 +110,20 @@ pub enum CocoError {
         /// Its bbox as written, `[x, y, width, height]`.
         bbox: [f64; 4],
     },
+    /// An annotation's bbox has no part inside its image.
+    #[error(
+        "annotation {annotation_id} has bbox {bbox:?}, which lies outside its {width}x{height} image: fix the bbox or the image's width and height"
+    )]
+    OutsideImage {
+        /// The annotation's id.
+        annotation_id: u64,
+        /// Its bbox as written, `[x, y, width, height]`.
+        bbox: [f64; 4],
+        /// The image's width.
+        width: u32,
+        /// The image's height.
+        height: u32,
+    },
     /// An annotation's bbox has no area.
     #[error(
         "annotation {annotation_id} has bbox {bbox:?} with zero area: remove the annotation or give it a width and height above zero"
@@ -185,7 +199,9 @@ struct CategoryOut<'a> {
     name: &'a str,
 }
 
-/// Reads and checks a COCO detection JSON document.
+/// Reads and checks a COCO detection JSON document. Boxes reaching over the
+/// edge of their image are cut to it; boxes with no area, or none inside
+/// their image, are refused.
 pub fn read_coco(json: &str) -> Result<CocoDataset, CocoError> {
     let file: CocoFileIn = serde_json::from_str(json).map_err(CocoError::Json)?;
 
@@ -229,8 +245,9 @@ pub fn read_coco(json: &str) -> Result<CocoDataset, CocoError> {
                 category_id: annotation.category_id,
             });
         };
-        let bbox = checked_box(annotation)?;
-        images[index].boxes.push(LabeledBox { bbox, class });
+        let image = &mut images[index];
+        let bbox = checked_box(annotation, image.width, image.height)?;
+        image.boxes.push(LabeledBox { bbox, class });
     }
 
     Ok(CocoDataset {
@@ -299,8 +316,9 @@ pub fn to_coco_json(dataset: &CocoDataset) -> String {
         .expect("strings and finite-or-null numbers always serialise to JSON")
 }
 
-/// The annotation's box in corners, or why it is not a usable box.
-fn checked_box(annotation: &AnnotationIn) -> Result<BBox, CocoError> {
+/// The annotation's box in corners, cut to its `width` x `height` image, or
+/// why it is not a usable box.
+fn checked_box(annotation: &AnnotationIn, width: u32, height: u32) -> Result<BBox, CocoError> {
     let [x, y, w, h] = annotation.bbox;
     let bbox = BBox::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
     let (annotation_id, raw) = (annotation.id, annotation.bbox);
@@ -325,7 +343,16 @@ fn checked_box(annotation: &AnnotationIn) -> Result<BBox, CocoError> {
             bbox: raw,
         });
     }
-    Ok(bbox)
+    let clipped = bbox.clip(width as f32, height as f32);
+    if !clipped.is_valid() {
+        return Err(CocoError::OutsideImage {
+            annotation_id,
+            bbox: raw,
+            width,
+            height,
+        });
+    }
+    Ok(clipped)
 }
 
 #[cfg(test)]
@@ -544,6 +571,31 @@ mod tests {
                 "{bbox}: {err}"
             );
             assert!(err.to_string().contains("annotation 41"));
+        }
+    }
+
+    #[test]
+    fn boxes_over_the_edge_are_cut_and_boxes_outside_are_rejected() {
+        let dataset = read_coco(&document(&annotation("[-4, 40, 10, 20]"))).expect("cut");
+        assert_eq!(
+            dataset.images[0].boxes[0].bbox,
+            BBox::new(0.0, 40.0, 6.0, 48.0)
+        );
+        for bbox in ["[64, 0, 5, 5]", "[-10, 0, 10, 5]", "[0, 100, 5, 5]"] {
+            let err = read_coco(&document(&annotation(bbox))).expect_err("outside");
+            assert!(
+                matches!(
+                    err,
+                    CocoError::OutsideImage {
+                        annotation_id: 41,
+                        width: 64,
+                        height: 48,
+                        ..
+                    }
+                ),
+                "{bbox}: {err}"
+            );
+            assert!(err.to_string().contains("64x48"), "{err}");
         }
     }
 
