@@ -1217,7 +1217,12 @@ async function train() {
     setStatus(`Training with the ${options.rule} rule…`);
     ui.trainStatus.textContent = `Starting ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}…`;
     let skipped = 0;
+    let stepStart = t0;
     const onStep = (record, done, total) => {
+      const now = performance.now();
+      // Milliseconds of this step as the page saw it (the first includes compiling kernels).
+      if (record) record.ms = Math.round(now - stepStart);
+      stepStart = now;
       run.records.push(record);
       if (record && record.skipped) skipped += 1;
       const elapsed = (performance.now() - t0) / 1000;
@@ -1247,7 +1252,7 @@ async function train() {
     run.seconds = (performance.now() - t0) / 1000;
     if (result) {
       run.cancelled = Boolean(result.cancelled);
-      if (Array.isArray(result.records) && result.records.length >= run.records.length) run.records = result.records;
+      if (Array.isArray(result.records) && result.records.length > run.records.length) run.records = result.records;
       ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
     }
     if (!run.records.length || crashMessage) return;

@@ -3,6 +3,7 @@
 // See helpers.js for the environment variables.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -138,6 +139,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     await trainAndWait(page, { epochs: 1 });
     const status = await page.locator('#train-status').innerText();
     assert.match(status, /^Finished: \d+ steps? in/, status);
+    console.log(`WebGPU, one epoch: ${status}`);
     const bar = await page.locator('#train-progress').evaluate((el) => [el.value, el.max]);
     assert.ok(bar[1] >= 1 && bar[0] === bar[1], `progress ${bar}`);
     for (const id of ['plot-loss', 'plot-similarity', 'plot-weights']) {
@@ -191,6 +193,15 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     assert.ok(manifest.training[0].records.length >= 1);
     assert.ok(manifest.training[0].before && manifest.training[0].after);
     assert.equal(manifest.training[1].cancelled, true);
+    const stepMs = manifest.training.flatMap((t) => t.records.map((r) => r.ms));
+    assert.ok(stepMs.every((ms) => ms > 0), `every step record has its time: ${stepMs}`);
+    console.log(`WebGPU step times (ms, the first compiles kernels): ${stepMs.join(', ')}`);
+
+    // The native CLI loads the download, and it predicts differently from the meta-model.
+    const image = join(ROOT, 'www/samples/transfer/transfer-00.png');
+    const predict = (model) =>
+      execFileSync(join(ROOT, 'target/debug/veritune'), ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
+    assert.notEqual(predict(weights), predict(join(ROOT, 'www/assets/model.bpk')), 'the adapted weights differ');
     await screenshot(page, '05-exported.png');
   });
 
@@ -310,7 +321,9 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
     await page.locator('#confirm-all').click();
     await page.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
     await trainAndWait(page, { epochs: 1 });
-    assert.match(await page.locator('#train-status').innerText(), /^Finished: \d+ steps? in/);
+    const status = await page.locator('#train-status').innerText();
+    assert.match(status, /^Finished: \d+ steps? in/);
+    console.log(`CPU fallback, one epoch: ${status}`);
     await screenshot(page, '06-cpu-fallback.png');
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
