@@ -1236,7 +1236,7 @@ function renderBoxList() {
       }),
     );
     if (kind !== 'unjudged') {
-      actions.append(actionButton('Undo', 'undo', `Undo the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
+      actions.append(actionButton('Clear', 'clear', `Clear the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
     }
     li.append(num, label, state, actions);
     li.addEventListener('click', (ev) => {
@@ -1891,10 +1891,10 @@ async function restoreProject() {
     if (last.after) showChanges(last, false);
   }
   const at = images.findIndex((e) => e.id === project.record.current);
-  const first = select(at >= 0 ? at : 0);
+  // The saved prediction shows at once; the current model predicts again in the background.
+  select(at >= 0 ? at : 0);
   // The reviewed images go back into the session (the counters follow).
   for (const e of images) if (isReviewed(e)) scheduleSync(e);
-  if (first) await first;
 }
 
 /** Puts saved settings back on the controls before the images come back. */

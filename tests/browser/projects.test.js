@@ -359,6 +359,23 @@ describe(`projects, undo, keyboard${FAKE ? ' (skipped: needs the real module)' :
       await reloadAndResume(p2, 'Project 2');
       await p2.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
       assert.equal(await p2.locator('#thumbs .thumb').count(), 12);
+
+      // The Projects dialog: the other tab's project is marked and cannot be deleted; rename this one.
+      await p2.locator('#projects-button').click();
+      const list = p2.locator('#projects-list');
+      await list.locator('li').nth(1).waitFor();
+      const other = list.locator('li', { hasText: 'Project 1' });
+      assert.match(await other.innerText(), /open in another tab/);
+      assert.ok(await other.getByRole('button', { name: 'Delete “Project 1”' }).isDisabled());
+      assert.match(await list.locator('li', { hasText: 'Project 2' }).innerText(), /open here[\s\S]*12 images · 1 reviewed · not trained/);
+      assert.match(await p2.locator('#projects-storage').innerText(), /^Storage used by this page in this browser: .+ of .+\.$/);
+      await p2.getByRole('button', { name: 'Rename “Project 2”' }).click();
+      await p2.getByRole('textbox', { name: 'New name for “Project 2”' }).fill('Quota test');
+      await p2.keyboard.press('Enter');
+      await list.locator('li', { hasText: 'Quota test' }).waitFor();
+      await p2.locator('#projects-close').click();
+      assert.equal(await p2.locator('#project-name').innerText(), 'Quota test');
+      assert.equal(await saved(p2), 'saved');
       assert.match(await p2.locator('#image-state').innerText(), /^reviewed/);
     } finally {
       await p2.close();
