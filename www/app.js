@@ -133,6 +133,13 @@ const undoStack = new UndoStack();
 /** Zoom relative to fit, and the image point at the centre of the view (null: the image's centre). */
 let zoom = { k: 1, cx: null, cy: null };
 let spaceHeld = false;
+/**
+ * The weights a saved prediction came from, as the number of training runs
+ * before it; a resumed project reuses the predictions of its current weights
+ * instead of predicting every image again. -1: the saved weights could not be
+ * loaded, so no saved prediction is current.
+ */
+let modelGeneration = 0;
 
 /**
  * @typedef {object} ImageEntry
@@ -143,8 +150,9 @@ let spaceHeld = false;
  * @property {ImageBitmap} bitmap
  * @property {number} width
  * @property {number} height
- * @property {{candidates: object[]}|null} base  prediction the verdicts refer to
- * @property {{candidates: object[]}|null} latest  latest prediction of the current model
+ * @property {{candidates: object[], model: number}|null} base  prediction the verdicts refer to
+ *   (`model`: how many training runs the weights had had, see `modelGeneration`)
+ * @property {{candidates: object[], model: number}|null} latest  latest prediction of the current model
  * @property {boolean} stale  latest is from an older model
  * @property {Map<number, object>} judgements  candidate index -> judgement
  * @property {{bbox: object, class: number}[]} drawn
@@ -591,8 +599,11 @@ async function addImage(blob, name, source, saved = null) {
   };
   if (saved) {
     const v = verdictsOfRecord(saved);
-    // The stored prediction is what the verdicts refer to; the current model predicts again later.
+    // The stored prediction is what the verdicts refer to; the latest one is
+    // reused when it came from the current weights, else predicted again.
     Object.assign(entry, { base: v.base, judgements: v.judgements, drawn: v.drawn, touched: v.touched });
+    if (v.latest && v.latest.model === modelGeneration) entry.latest = v.latest;
+    else if (v.latestIsBase && v.base && v.base.model === modelGeneration) entry.latest = v.base;
   }
   const li = document.createElement('li');
   const button = document.createElement('button');
@@ -762,17 +773,18 @@ async function predictOne(entry) {
       const rgba = rgbaOf(entry.bitmap);
       return s.predict(rgba, entry.width, entry.height, threshold);
     });
-    let pred = normalisePrediction(result);
-    // The same boxes as the prediction the verdicts refer to (a resumed project): keep one object,
+    let pred = { ...normalisePrediction(result), model: runs.length };
+    // The same boxes as the prediction the verdicts refer to: keep one object,
     // so the page does not offer to review "new" predictions that are not new.
-    if (entry.base && JSON.stringify(entry.base.candidates) === JSON.stringify(pred.candidates)) pred = entry.base;
+    if (entry.base && JSON.stringify(entry.base.candidates) === JSON.stringify(pred.candidates)) {
+      entry.base.model = pred.model;
+      pred = entry.base;
+    }
     entry.latest = pred;
     entry.stale = false;
     const untouched = !entry.touched && entry.judgements.size === 0 && entry.drawn.length === 0;
-    if (!entry.base || untouched) {
-      entry.base = pred;
-      persist(entry);
-    }
+    if (!entry.base || untouched) entry.base = pred;
+    persist(entry);
   } catch (e) {
     entry.predictError = sentence(messageOf(e));
     showError(`Could not predict boxes on “${entry.name}”`, e);
@@ -1852,8 +1864,13 @@ async function openProjectsDialog() {
 }
 
 /** Puts a resumed project's images, verdicts, settings and training runs back on the page. */
-async function restoreProject() {
+async function restoreProject(weightsLoaded) {
   const [records, runRecords] = await Promise.all([store.images(project.id), store.runs(project.id)]);
+  for (const r of runRecords) {
+    const { projectId, ...run } = r;
+    runs.push(run);
+  }
+  modelGeneration = weightsLoaded ? runs.length : -1;
   const missing = [];
   for (let k = 0; k < records.length; k++) {
     const r = records[k];
@@ -1873,10 +1890,6 @@ async function restoreProject() {
   }
   if (missing.length) {
     showError(`${missing.length} image${missing.length === 1 ? ' is' : 's are'} missing from the saved project (first: “${missing[0]}”); the rest is here`);
-  }
-  for (const r of runRecords) {
-    const { projectId, ...run } = r;
-    runs.push(run);
   }
   const last = runs.at(-1);
   if (last) {
@@ -2468,7 +2481,7 @@ async function start() {
     }
     if (resumed) {
       applySettings(project.record.settings);
-      await restoreProject();
+      await restoreProject(fromProject || !chosen.record.weights);
       setLocked(false);
       setPhase('ready');
       openNote = `Resumed “${project.record.name}”${fromProject ? ' with its trained weights' : ''}. `;
@@ -2511,6 +2524,11 @@ window.veritunePage = Object.freeze({
   },
   zoom() {
     return { ...zoom, scale: viewTf.scale };
+  },
+  /** The current image's candidates (class, score, box) that its verdicts refer to. */
+  candidates() {
+    const entry = images[current];
+    return entry && entry.base ? entry.base.candidates.map((c) => ({ ...c, bbox: { ...c.bbox } })) : null;
   },
   boxesOnScreen() {
     const entry = images[current];

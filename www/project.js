@@ -125,17 +125,24 @@ export function imageRecord(projectId, entry, order) {
     height: entry.height,
     originalWidth: entry.originalWidth,
     originalHeight: entry.originalHeight,
-    base: entry.base ? { candidates: entry.base.candidates } : null,
+    base: entry.base ? { candidates: entry.base.candidates, model: entry.base.model } : null,
+    // The model's latest prediction when it differs from base (after training).
+    latest: entry.latest && entry.latest !== entry.base && !entry.stale ? { candidates: entry.latest.candidates, model: entry.latest.model } : null,
+    latestIsBase: Boolean(entry.latest) && entry.latest === entry.base && !entry.stale,
     judgements: [...entry.judgements.entries()],
     drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
     touched: Boolean(entry.touched),
   };
 }
 
+const prediction = (p) => (p && Array.isArray(p.candidates) ? { candidates: p.candidates, model: Number.isInteger(p.model) ? p.model : null } : null);
+
 /** The verdict part of a stored image record, in the page's shapes. */
 export function verdictsOfRecord(record) {
   return {
-    base: record.base && Array.isArray(record.base.candidates) ? { candidates: record.base.candidates } : null,
+    base: prediction(record.base),
+    latest: prediction(record.latest),
+    latestIsBase: Boolean(record.latestIsBase),
     judgements: new Map(Array.isArray(record.judgements) ? record.judgements : []),
     drawn: Array.isArray(record.drawn) ? record.drawn : [],
     touched: Boolean(record.touched),

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import {
   DOWNLOADS,
   FAKE,
+  ROOT,
   TRAIN_MS,
   WAIT_MS,
   appUrl,
@@ -443,19 +444,33 @@ describe(`projects, undo, keyboard${FAKE ? ' (skipped: needs the real module)' :
       assert.deepEqual(await thumbStates(p), exported.thumbs);
       await screenshot(p, 'projects-03-imported.png');
 
-      // Trained weights are saved and a resumed project starts from them.
+      // Trained weights are saved and a resumed project starts from them:
+      // an image opened after the reload gets the trained model's boxes.
       await trainAndWait(p, { epochs: 1 });
       assert.match(await p.locator('#train-status').innerText(), /^Finished: \d+ steps? in/);
+      const sample = join(ROOT, 'www/samples/transfer/transfer-00.png');
+      await p.locator('#file-input').setInputFiles(sample);
+      await waitImage(p, 13);
+      const trained = await p.evaluate(() => window.veritunePage.candidates());
+      await p.locator('#thumbs .thumb').first().click();
+      await waitImage(p, 1);
+      const defaultModel = await p.evaluate(() => window.veritunePage.candidates());
+      assert.notDeepEqual(trained, defaultModel, 'training changed the predictions on transfer-00.png');
       await p.locator('input[name="view"][value="now"]').check();
       const now = await p.locator('#box-list li').allInnerTexts();
+      assert.ok(now.length > 0);
       assert.equal(await saved(p), 'saved');
       await reloadAndResume(p, 'Project 1 (imported)');
       assert.equal(await p.evaluate(() => document.body.dataset.model), 'project');
       assert.match(await p.locator('#status').innerText(), /with its trained weights/);
       assert.match(await p.locator('#train-status').innerText(), /^Run 1 \(saved\)/);
-      await p.waitForFunction(() => !document.body.dataset.predicting && !document.getElementById('view-choice').hidden);
+      // The trained model's predictions come back with the project (not predicted again).
       await p.locator('input[name="view"][value="now"]').check();
-      assert.deepEqual(await p.locator('#box-list li').allInnerTexts(), now, 'the trained model predicts the same boxes after the reload');
+      assert.deepEqual(await p.locator('#box-list li').allInnerTexts(), now);
+      await p.locator('input[name="view"][value="review"]').check();
+      await p.locator('#file-input').setInputFiles(sample);
+      await waitImage(p, 14);
+      assert.deepEqual(await p.evaluate(() => window.veritunePage.candidates()), trained, 'the same boxes as the trained model');
       assert.equal(await pageErrors(p), '');
       assert.deepEqual(fresh.consoleErrors, []);
     } finally {
