@@ -1,12 +1,18 @@
 // veritune's page: open images, judge the detector's boxes, train in the tab,
 // download the adapted weights. Everything stays on this machine.
 //
-// URL flag: ?backend=cpu asks the session for the CPU backend.
+// URL flags: ?backend=cpu asks the session for the CPU backend;
+// ?project=new|last|<id> opens that project without asking (the flag is then
+// removed from the address, so a reload asks again).
 
 import { shownIndices, countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
 import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
 import { requestSubgroups, webgpuProblem } from './webgpu.js';
+import { openStore, Store, OpenProject, imageRecord, verdictsOfRecord, isQuotaError, storageUse, formatBytes, FILE_EXTENSION } from './project.js';
+import { showProjects } from './projects-dialog.js';
+import { UndoStack, snapshot, restore } from './undo.js';
+import { renderShortcuts } from './shortcuts.js';
 
 const params = new URLSearchParams(location.search);
 const PREFER_WEBGPU = params.get('backend') !== 'cpu';
@@ -27,9 +33,28 @@ const COLORS = {
   label: '#e5e7eb',
 };
 
+/** sessionStorage key: the project to open after a reload (an id or 'new'). */
+const OPEN_KEY = 'veritune.open';
+/** Zoom range, relative to fitting the image in the view. */
+const ZOOM_MIN = 1;
+const ZOOM_MAX = 40;
+
 const $ = (id) => document.getElementById(id);
 const ui = {
   badge: $('backend-badge'),
+  projectsButton: $('projects-button'),
+  projectName: $('project-name'),
+  saveState: $('save-state'),
+  shortcutsButton: $('shortcuts-button'),
+  shortcutsDialog: $('shortcuts-dialog'),
+  undo: $('undo'),
+  redo: $('redo'),
+  zoomIn: $('zoom-in'),
+  zoomOut: $('zoom-out'),
+  zoomFit: $('zoom-fit'),
+  zoomValue: $('zoom-value'),
+  canvasLive: $('canvas-live'),
+  exportProject: $('export-project'),
   status: $('status'),
   statusProgress: $('status-progress'),
   statusCancel: $('status-cancel'),
@@ -95,17 +120,34 @@ let drag = null;
 const runs = [];
 let historyReady = Promise.resolve();
 let trainAttempts = 0;
+/** The project store (null when this browser cannot save) and the project open in this tab. */
+let store = null;
+/** @type {OpenProject|null} */
+let project = null;
+const undoStack = new UndoStack();
+/** Zoom relative to fit, and the image point at the centre of the view (null: the image's centre). */
+let zoom = { k: 1, cx: null, cy: null };
+let spaceHeld = false;
+/**
+ * The weights a saved prediction came from, as the number of training runs
+ * before it; a resumed project reuses the predictions of its current weights
+ * instead of predicting every image again. -1: the saved weights could not be
+ * loaded, so no saved prediction is current.
+ */
+let modelGeneration = 0;
 
 /**
  * @typedef {object} ImageEntry
  * @property {string} id
  * @property {string} name
  * @property {'sample'|'user'} source
+ * @property {Blob} file  the image file's bytes, as opened (saved in the project)
  * @property {ImageBitmap} bitmap
  * @property {number} width
  * @property {number} height
- * @property {{candidates: object[]}|null} base  prediction the verdicts refer to
- * @property {{candidates: object[]}|null} latest  latest prediction of the current model
+ * @property {{candidates: object[], model: number}|null} base  prediction the verdicts refer to
+ *   (`model`: how many training runs the weights had had, see `modelGeneration`)
+ * @property {{candidates: object[], model: number}|null} latest  latest prediction of the current model
  * @property {boolean} stale  latest is from an older model
  * @property {Map<number, object>} judgements  candidate index -> judgement
  * @property {{bbox: object, class: number}[]} drawn
@@ -364,26 +406,77 @@ async function syncOnce(s, entry) {
   }
 }
 
+/** After any change of an image's verdicts: redraw, tell the session, save. */
 function verdictsChanged(entry) {
-  entry.touched = true;
   updateThumb(entry);
   renderAll();
   scheduleSync(entry);
+  persist(entry);
+  updateUndoButtons();
+}
+
+/**
+ * Every verdict and box edit goes through here: `fn` changes the entry, the
+ * change becomes one undo step (`merge`: consecutive edits with the same key
+ * within a moment are one step, e.g. key nudges).
+ */
+function edit(entry, label, fn, { merge = null, touch = true } = {}) {
+  const before = snapshot(entry);
+  fn();
+  if (touch) entry.touched = true;
+  undoStack.push(entry, before, label, merge);
+  verdictsChanged(entry);
 }
 
 function setJudgement(entry, index, judgement) {
-  if (judgement) entry.judgements.set(index, judgement);
-  else entry.judgements.delete(index);
-  verdictsChanged(entry);
+  edit(entry, judgement ? `${judgement.kind} box` : 'clear verdict', () => {
+    if (judgement) entry.judgements.set(index, judgement);
+    else entry.judgements.delete(index);
+  });
 }
 
 function confirmAll() {
   const entry = images[current];
-  if (!entry || locked || !entry.base) return;
-  for (const i of shownOf(entry)) {
-    if (!entry.judgements.has(i)) entry.judgements.set(i, { kind: 'confirmed' });
-  }
+  if (!entry || locked || !entry.base || view !== 'review') return;
+  edit(entry, 'confirm all', () => {
+    for (const i of shownOf(entry)) {
+      if (!entry.judgements.has(i)) entry.judgements.set(i, { kind: 'confirmed' });
+    }
+  });
+  announce('Every shown box is judged.');
+}
+
+function updateUndoButtons() {
+  ui.undo.disabled = locked || !undoStack.canUndo;
+  ui.redo.disabled = locked || !undoStack.canRedo;
+  ui.undo.title = undoStack.canUndo ? `Undo ${undoStack.done.at(-1).label} (Ctrl+Z)` : 'Undo (Ctrl+Z)';
+  ui.redo.title = undoStack.canRedo ? `Redo ${undoStack.undone.at(-1).label} (Ctrl+Shift+Z or Ctrl+Y)` : 'Redo (Ctrl+Shift+Z or Ctrl+Y)';
+}
+
+/** Undoes or redoes the last change, on whichever image it was made (that image is shown). */
+function undoRedo(which) {
+  if (locked) return;
+  const step = which === 'undo' ? undoStack.undo() : undoStack.redo();
+  if (!step) return;
+  const entry = images.find((e) => e.id === step.id);
+  if (!entry) return;
+  restore(entry, which === 'undo' ? step.before : step.after);
+  const index = images.indexOf(entry);
+  if (index !== current) select(index);
+  if (!selectionValid(entry)) selection = null;
   verdictsChanged(entry);
+  announce(`${which === 'undo' ? 'Undone' : 'Redone'}: ${step.label}.`);
+}
+
+function selectionValid(entry) {
+  if (!selection || !entry) return false;
+  if (selection.kind === 'drawn') return selection.index < entry.drawn.length;
+  return shownOf(entry).includes(selection.index);
+}
+
+/** Says something to screen readers (the canvas has no text of its own). */
+function announce(text) {
+  ui.canvasLive.textContent = text;
 }
 
 /** Box and class of a selectable box in review mode. */
@@ -399,22 +492,36 @@ function boxOf(entry, sel) {
   return j && j.kind === 'corrected' ? { bbox: j.label.bbox, class: j.label.class } : { bbox: d.bbox, class: d.class };
 }
 
-function applyBox(entry, sel, bbox, cls) {
-  if (sel.kind === 'drawn') {
-    entry.drawn[sel.index] = { bbox, class: cls };
-  } else {
-    entry.judgements.set(sel.index, { kind: 'corrected', label: { bbox, class: cls } });
-  }
-  verdictsChanged(entry);
+function applyBox(entry, sel, bbox, cls, { label = 'box edit', merge = null } = {}) {
+  edit(
+    entry,
+    label,
+    () => {
+      if (sel.kind === 'drawn') {
+        entry.drawn[sel.index] = { bbox, class: cls };
+      } else {
+        entry.judgements.set(sel.index, { kind: 'corrected', label: { bbox, class: cls } });
+      }
+    },
+    { merge },
+  );
+}
+
+function addDrawn(entry, bbox, cls) {
+  edit(entry, 'drawn box', () => {
+    entry.drawn.push({ bbox, class: cls });
+    selection = { kind: 'drawn', index: entry.drawn.length - 1 };
+  });
 }
 
 function removeDrawn(entry, index) {
-  entry.drawn.splice(index, 1);
-  if (selection && selection.kind === 'drawn') {
-    if (selection.index === index) selection = null;
-    else if (selection.index > index) selection = { kind: 'drawn', index: selection.index - 1 };
-  }
-  verdictsChanged(entry);
+  edit(entry, 'remove drawn box', () => {
+    entry.drawn.splice(index, 1);
+    if (selection && selection.kind === 'drawn') {
+      if (selection.index === index) selection = null;
+      else if (selection.index > index) selection = { kind: 'drawn', index: selection.index - 1 };
+    }
+  });
 }
 
 // ---------------------------------------------------------------- images
@@ -453,12 +560,18 @@ function updateAllThumbs() {
   for (const e of images) updateThumb(e);
 }
 
-async function addImage(blob, name, source) {
+/**
+ * Decodes and adds an image. `saved` is its stored record when a project is
+ * resumed (its verdicts come back); otherwise the image is new and its bytes
+ * and record are saved in the project.
+ */
+async function addImage(blob, name, source, saved = null) {
   const decoded = await decodeImage(blob, name, MAX_SIDE);
   const entry = {
-    id: `img-${nextId++}`,
+    id: saved ? saved.id : `img-${nextId++}`,
     name,
     source,
+    file: blob,
     bitmap: decoded.bitmap,
     width: decoded.width,
     height: decoded.height,
@@ -479,6 +592,14 @@ async function addImage(blob, name, source) {
     syncing: null,
     syncAgain: false,
   };
+  if (saved) {
+    const v = verdictsOfRecord(saved);
+    // The stored prediction is what the verdicts refer to; the latest one is
+    // reused when it came from the current weights, else predicted again.
+    Object.assign(entry, { base: v.base, judgements: v.judgements, drawn: v.drawn, touched: v.touched });
+    if (v.latest && v.latest.model === modelGeneration) entry.latest = v.latest;
+    else if (v.latestIsBase && v.base && v.base.model === modelGeneration) entry.latest = v.base;
+  }
   const li = document.createElement('li');
   const button = document.createElement('button');
   button.type = 'button';
@@ -500,7 +621,87 @@ async function addImage(blob, name, source) {
   images.push(entry);
   updateThumb(entry);
   renderCaption();
+  if (!saved) persist(entry, true);
   return entry;
+}
+
+// ---------------------------------------------------------------- saving
+
+/** What the Projects dialog says about this project without loading it. */
+function summary() {
+  return {
+    images: images.length,
+    reviewed: images.filter(isReviewed).length,
+    runs: runs.length,
+    bytes:
+      images.reduce((a, e) => a + (e.file ? e.file.size : 0), 0) + ((project && project.record.weights && project.record.weights.bytes) || 0),
+  };
+}
+
+/** The settings saved with the project. */
+function settings() {
+  return {
+    threshold,
+    rule: ui.rule.value,
+    epochs: ui.epochs.value,
+    batchSize: ui.batchSize.value,
+    learningRate: ui.learningRate.value,
+    drawClass: ui.drawClass.value,
+  };
+}
+
+/** Saves the project record, and `entry`'s record (with its bytes when `withFile`). */
+function persist(entry = null, withFile = false) {
+  if (!project) return;
+  project.record.summary = summary();
+  project.record.nextId = nextId;
+  project.record.settings = settings();
+  project.record.current = images[current] ? images[current].id : null;
+  if (entry) project.saveImage(imageRecord(project.id, entry, images.indexOf(entry)), withFile ? entry.file : null);
+  else project.saveProject();
+}
+
+let saveProblemShown = false;
+
+/** Shows whether everything is saved; a failure is said once, in a sentence, until saving works again. */
+async function onSaveState(state, error) {
+  document.body.dataset.save = state;
+  ui.saveState.dataset.state = state;
+  ui.saveState.disabled = state !== 'failed';
+  if (state === 'saving') {
+    ui.saveState.textContent = 'Saving…';
+    ui.saveState.title = 'Saving the project in this browser';
+  } else if (state === 'saved') {
+    ui.saveState.textContent = 'Saved';
+    ui.saveState.title = `Everything is saved in this browser (project “${project ? project.record.name : ''}”)`;
+    if (saveProblemShown) {
+      saveProblemShown = false;
+      setStatus('Saving works again: the project is saved.');
+    }
+  } else if (state === 'failed') {
+    ui.saveState.textContent = 'Not saved: retry';
+    ui.saveState.title = 'The last changes are only in this tab. Press to try saving again.';
+    if (!saveProblemShown) {
+      saveProblemShown = true;
+      if (isQuotaError(error)) {
+        const use = await storageUse();
+        showError(
+          `The browser's storage for this page is full${use ? ` (${use} used)` : ''}: your latest changes are kept in this tab but not saved. ` +
+            'Delete projects you no longer need (Projects, at the top) or download this project as a file (Export); saving is tried again with your next change or when you press “Not saved: retry”.',
+        );
+      } else {
+        showError(
+          `The project could not be saved (${messageOf(error).replace(/[.\s]+$/, '')}): your latest changes are kept in this tab but not saved; saving is tried again with your next change`,
+        );
+      }
+    }
+  }
+}
+
+function showProjectName() {
+  const name = project ? project.record.name : 'not saved';
+  ui.projectName.textContent = name;
+  document.title = project ? `${name} · veritune` : 'veritune: fine-tune a detector with your verdicts';
 }
 
 async function openFiles(fileList) {
@@ -567,11 +768,18 @@ async function predictOne(entry) {
       const rgba = rgbaOf(entry.bitmap);
       return s.predict(rgba, entry.width, entry.height, threshold);
     });
-    const pred = normalisePrediction(result);
+    let pred = { ...normalisePrediction(result), model: runs.length };
+    // The same boxes as the prediction the verdicts refer to: keep one object,
+    // so the page does not offer to review "new" predictions that are not new.
+    if (entry.base && JSON.stringify(entry.base.candidates) === JSON.stringify(pred.candidates)) {
+      entry.base.model = pred.model;
+      pred = entry.base;
+    }
     entry.latest = pred;
     entry.stale = false;
     const untouched = !entry.touched && entry.judgements.size === 0 && entry.drawn.length === 0;
     if (!entry.base || untouched) entry.base = pred;
+    persist(entry);
   } catch (e) {
     entry.predictError = sentence(messageOf(e));
     showError(`Could not predict boxes on “${entry.name}”`, e);
@@ -635,10 +843,54 @@ function layoutCanvas() {
   }
   const entry = images[current];
   if (entry) {
-    const scale = Math.min(w / entry.width, h / entry.height);
-    viewTf = { scale, ox: (w - entry.width * scale) / 2, oy: (h - entry.height * scale) / 2 };
+    const fit = Math.min(w / entry.width, h / entry.height) || 1;
+    const scale = fit * zoom.k;
+    clampZoom(entry, w, h, scale);
+    viewTf = { scale, ox: w / 2 - zoom.cx * scale, oy: h / 2 - zoom.cy * scale };
   }
   return { w, h, dpr };
+}
+
+/** Keeps the view on the image: centred along an axis that fits, else no empty margin. */
+function clampZoom(entry, w, h, scale) {
+  const axis = (c, size, view) => {
+    if (c === null || size * scale <= view) return size / 2;
+    const half = view / 2 / scale;
+    return Math.max(half, Math.min(size - half, c));
+  };
+  zoom.cx = axis(zoom.cx, entry.width, w);
+  zoom.cy = axis(zoom.cy, entry.height, h);
+}
+
+/** Zooms by `factor` keeping the image point under (sx, sy) (CSS pixels in the canvas; default: the centre) in place. */
+function zoomBy(factor, sx = null, sy = null) {
+  const entry = images[current];
+  if (!entry) return;
+  const w = ui.canvasWrap.clientWidth;
+  const h = ui.canvasWrap.clientHeight;
+  if (sx === null) {
+    sx = w / 2;
+    sy = h / 2;
+  }
+  layoutCanvas();
+  const p = { x: (sx - viewTf.ox) / viewTf.scale, y: (sy - viewTf.oy) / viewTf.scale };
+  const k = Math.max(ZOOM_MIN, Math.min(ZOOM_MAX, zoom.k * factor));
+  const scale = (viewTf.scale / zoom.k) * k;
+  zoom = { k, cx: (w / 2 - sx) / scale + p.x, cy: (h / 2 - sy) / scale + p.y };
+  renderCanvas();
+}
+
+function zoomFit() {
+  zoom = { k: 1, cx: null, cy: null };
+  renderCanvas();
+}
+
+/** Moves the view by (dx, dy) CSS pixels. */
+function pan(dx, dy) {
+  if (!images[current]) return;
+  zoom.cx -= dx / viewTf.scale;
+  zoom.cy -= dy / viewTf.scale;
+  renderCanvas();
 }
 
 const toScreen = (b) => ({
@@ -710,6 +962,11 @@ function renderCanvas() {
   let drawn = 0;
   ui.canvas.classList.toggle('draw', mode === 'draw' && view === 'review');
   ui.canvas.classList.toggle('locked', locked);
+  ui.canvas.classList.toggle('pan', spaceHeld || (drag && drag.kind === 'pan'));
+  ui.zoomValue.textContent = `${Math.round(zoom.k * 100)} %`;
+  ui.zoomOut.disabled = !entry || zoom.k <= ZOOM_MIN;
+  ui.zoomIn.disabled = !entry || zoom.k >= ZOOM_MAX;
+  ui.zoomFit.disabled = !entry || zoom.k === ZOOM_MIN;
   if (!entry) {
     ui.overlay.hidden = false;
     ui.overlay.textContent = session ? 'Open images to begin.' : 'Loading…';
@@ -717,6 +974,8 @@ function renderCanvas() {
     ui.canvas.dataset.predicted = 'false';
     return;
   }
+  // Zoomed far in, show the pixels as they are: boxes are placed on them.
+  ctx.imageSmoothingEnabled = viewTf.scale < 3;
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(entry.bitmap, viewTf.ox, viewTf.oy, entry.width * viewTf.scale, entry.height * viewTf.scale);
 
@@ -818,6 +1077,15 @@ function hitTest(entry, p) {
 
 function onPointerDown(ev) {
   const entry = images[current];
+  // Pan: the middle button, or the left one while Space is held; at any time.
+  if (entry && (ev.button === 1 || (ev.button === 0 && spaceHeld))) {
+    ev.preventDefault();
+    ui.canvas.focus();
+    drag = { kind: 'pan', last: { x: ev.clientX, y: ev.clientY } };
+    ui.canvas.setPointerCapture(ev.pointerId);
+    renderCanvas();
+    return;
+  }
   if (!entry || !entry.base || view !== 'review' || ev.button !== 0) return;
   if (locked) {
     setStatus('Boxes cannot be edited while training runs.');
@@ -844,6 +1112,13 @@ function onPointerDown(ev) {
 function onPointerMove(ev) {
   const entry = images[current];
   if (!drag || !entry) return;
+  if (drag.kind === 'pan') {
+    const dx = ev.clientX - drag.last.x;
+    const dy = ev.clientY - drag.last.y;
+    drag.last = { x: ev.clientX, y: ev.clientY };
+    pan(dx, dy);
+    return;
+  }
   const p = toImage(ev);
   const dx = p.x - drag.start.x;
   const dy = p.y - drag.start.y;
@@ -875,19 +1150,29 @@ function onPointerUp(ev) {
   drag = null;
   if (ui.canvas.hasPointerCapture(ev.pointerId)) ui.canvas.releasePointerCapture(ev.pointerId);
   if (!d || !entry) return;
+  if (d.kind === 'pan') {
+    renderCanvas();
+    return;
+  }
   const big = d.box && d.box.x1 - d.box.x0 >= MIN_BOX && d.box.y1 - d.box.y0 >= MIN_BOX;
   if (d.kind === 'draw') {
     if (big) {
-      entry.drawn.push({ bbox: d.box, class: Number(ui.drawClass.value) || 0 });
-      selection = { kind: 'drawn', index: entry.drawn.length - 1 };
-      verdictsChanged(entry);
+      addDrawn(entry, d.box, Number(ui.drawClass.value) || 0);
       return;
     }
   } else if (d.box && big) {
-    applyBox(entry, d.sel, d.box, d.cls);
+    applyBox(entry, d.sel, d.box, d.cls, { label: d.kind === 'move' ? 'move box' : 'resize box' });
     return;
   }
   renderAll();
+}
+
+function onWheel(ev) {
+  if (!images[current]) return;
+  ev.preventDefault();
+  const lines = ev.deltaMode === 1 ? 33 : ev.deltaMode === 2 ? 400 : 1;
+  const r = ui.canvas.getBoundingClientRect();
+  zoomBy(Math.exp(-ev.deltaY * lines * 0.002), ev.clientX - r.left, ev.clientY - r.top);
 }
 
 // ---------------------------------------------------------------- box list
@@ -958,7 +1243,7 @@ function renderBoxList() {
       }),
     );
     if (kind !== 'unjudged') {
-      actions.append(actionButton('Undo', 'undo', `Undo the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
+      actions.append(actionButton('Clear', 'clear', `Clear the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
     }
     li.append(num, label, state, actions);
     li.addEventListener('click', (ev) => {
@@ -1068,11 +1353,13 @@ function select(index) {
   current = index;
   selection = null;
   drag = null;
+  if (prev !== images[current]) zoom = { k: 1, cx: null, cy: null };
   if (prev) updateThumb(prev);
   const entry = images[current];
   updateThumb(entry);
   entry.thumb.scrollIntoView({ block: 'nearest', inline: 'nearest' });
   renderAll();
+  if (project && project.record.current !== entry.id) persist();
   return needsPrediction(entry) && !loop ? predictOne(entry) : null;
 }
 
@@ -1115,6 +1402,8 @@ function setLocked(value) {
   ui.rule.disabled = value;
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
+  ui.exportProject.disabled = value || !session;
+  updateUndoButtons();
   renderAll();
 }
 
@@ -1257,6 +1546,7 @@ async function train() {
     }
     if (!run.records.length || crashMessage) return;
     runs.push(run);
+    await saveTraining(run);
     // The weights changed: predict every image again and show what changed.
     for (const e of images) if (e.latest) e.stale = true;
     training = false;
@@ -1264,6 +1554,7 @@ async function train() {
     setLocked(false);
     const pass = await startPredictLoop('Predicting again with the adapted model');
     run.after = figures(images.filter((e) => !e.stale), (e) => e.latest);
+    if (project) project.saveRun(run);
     showChanges(run, pass.cancelled);
     ui.trainStatus.textContent += pass.cancelled ? ' Predicting again was stopped.' : ' Images predicted again.';
   } catch (e) {
@@ -1276,6 +1567,20 @@ async function train() {
     setLocked(false);
     ui.cancelTrain.disabled = true;
     idleStatus();
+  }
+}
+
+/** Saves the weights after a run (the session's current weights) and the run's records. */
+async function saveTraining(run) {
+  if (!project) return;
+  try {
+    const bytes = await withSession((s) => s.exportWeights());
+    project.saveWeights(bytes);
+    project.record.weights = { bytes: bytes.length, savedAt: new Date().toISOString() };
+    project.saveRun(run);
+    persist();
+  } catch (e) {
+    showError('The trained weights could not be read to save them in the project', e);
   }
 }
 
@@ -1343,15 +1648,19 @@ function changeRow(name, p, r) {
 function rereview() {
   const entry = images[current];
   if (!entry || locked || !entry.latest) return;
-  entry.base = entry.latest;
-  entry.judgements = new Map();
-  entry.touched = entry.drawn.length > 0;
   selection = null;
   view = 'review';
   document.querySelector('input[name="view"][value="review"]').checked = true;
-  updateThumb(entry);
-  renderAll();
-  scheduleSync(entry);
+  edit(
+    entry,
+    'review new predictions',
+    () => {
+      entry.base = entry.latest;
+      entry.judgements = new Map();
+      entry.touched = entry.drawn.length > 0;
+    },
+    { touch: false },
+  );
 }
 
 // ---------------------------------------------------------------- export
@@ -1438,6 +1747,184 @@ async function exportAll() {
   } finally {
     ui.exportButton.disabled = training || !session || Boolean(crashMessage);
   }
+}
+
+/** Downloads the whole project (images, verdicts, weights, runs) as one file. */
+async function exportProject() {
+  if (!session || training || crashMessage) return;
+  ui.exportProject.disabled = true;
+  setStatus('Writing the project file…');
+  try {
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    // The weights only when they differ from the default model's.
+    const weights = runs.length ? await withSession((s) => s.exportWeights()) : null;
+    const record = {
+      ...(project ? project.record : { name: 'veritune project', createdAt: new Date().toISOString() }),
+      baseModelHash: facts.baseModelHash,
+      classNames,
+      settings: settings(),
+      current: images[current] ? images[current].id : null,
+      nextId,
+    };
+    const file = Store.encode({
+      project: record,
+      images: images.map((e, k) => [imageRecord('', e, k), e.file]),
+      weights,
+      runs,
+    });
+    const base = record.name.replace(/[^\p{L}\p{N}._ -]+/gu, '_').trim() || 'project';
+    download(file, `${base}${FILE_EXTENSION}`);
+    setStatus(`Downloaded ${base}${FILE_EXTENSION} (${formatBytes(file.size)}, ${images.length} images${weights ? ', trained weights' : ''}).`);
+  } catch (e) {
+    showError('The project file could not be written', e);
+    idleStatus();
+  } finally {
+    ui.exportProject.disabled = training || !session || Boolean(crashMessage);
+  }
+}
+
+// ---------------------------------------------------------------- projects
+
+/**
+ * Which project this tab works on: the one asked for by a reload
+ * (sessionStorage) or ?project=, else the user's choice in the Projects
+ * dialog when there are saved projects, else a new one. Returns
+ * {record, isNew}, or null when this browser cannot save projects.
+ */
+async function chooseProject() {
+  try {
+    store = await openStore();
+  } catch (e) {
+    showError(messageOf(e));
+    return null;
+  }
+  let wanted = sessionStorage.getItem(OPEN_KEY) || params.get('project');
+  sessionStorage.removeItem(OPEN_KEY);
+  if (params.has('project')) {
+    const url = new URL(location.href);
+    url.searchParams.delete('project');
+    history.replaceState(null, '', url);
+  }
+  for (;;) {
+    const list = await store.list();
+    if (!wanted) {
+      const open = await Store.openIds();
+      if (!list.some((p) => !open.has(p.id))) {
+        // Nothing to resume here (no project, or every one is open in another tab).
+        wanted = 'new';
+      } else {
+        setPhase('choosing');
+        setStatus('Choose a project to continue.');
+        const choice = await showProjects({ store, atStart: true });
+        wanted = choice.action === 'new' ? 'new' : choice.id;
+        setPhase('starting');
+      }
+    }
+    if (wanted === 'last') {
+      const open = await Store.openIds();
+      const last = list.find((p) => !open.has(p.id));
+      wanted = last ? last.id : 'new';
+    }
+    let record;
+    const isNew = wanted === 'new';
+    if (isNew) {
+      record = await store.create();
+    } else {
+      record = await store.get(wanted);
+      if (!record) {
+        showError('The project to open no longer exists in this browser; choose another');
+        wanted = null;
+        continue;
+      }
+    }
+    if (!(await Store.lock(record.id))) {
+      showError(`“${record.name}” is open in another tab of this browser; use that tab or choose another project here`);
+      wanted = null;
+      continue;
+    }
+    record.openedAt = new Date().toISOString();
+    return { record, isNew };
+  }
+}
+
+/** The Projects button: open another project, a new or imported one (the page reloads into it). */
+async function openProjectsDialog() {
+  if (!store) {
+    showError('Projects cannot be saved in this browser, so there is no list of projects');
+    return;
+  }
+  const choice = await showProjects({ store, currentId: project ? project.id : null, busy: locked });
+  if (choice.action === 'close') {
+    ui.projectsButton.focus();
+    return;
+  }
+  if (project) await project.flush();
+  sessionStorage.setItem(OPEN_KEY, choice.action === 'new' ? 'new' : choice.id);
+  location.reload();
+}
+
+/** Puts a resumed project's images, verdicts, settings and training runs back on the page. */
+async function restoreProject(weightsLoaded) {
+  const [records, runRecords] = await Promise.all([store.images(project.id), store.runs(project.id)]);
+  for (const r of runRecords) {
+    const { projectId, ...run } = r;
+    runs.push(run);
+  }
+  modelGeneration = weightsLoaded ? runs.length : -1;
+  const missing = [];
+  for (let k = 0; k < records.length; k++) {
+    const r = records[k];
+    setStatus(`Opening image ${k + 1} of ${records.length} of “${project.record.name}”: ${r.name}`, { progress: k / records.length });
+    try {
+      const file = await store.readImage(project.id, r.id);
+      if (!file) {
+        missing.push(r.name);
+        continue;
+      }
+      await addImage(file, r.name, r.source, r);
+      const n = Number(String(r.id).replace(/^img-/, ''));
+      if (Number.isInteger(n) && n >= nextId) nextId = n + 1;
+    } catch (e) {
+      showError(`“${r.name}” of this project could not be opened`, e);
+    }
+  }
+  if (missing.length) {
+    showError(`${missing.length} image${missing.length === 1 ? ' is' : 's are'} missing from the saved project (first: “${missing[0]}”); the rest is here`);
+  }
+  const last = runs.at(-1);
+  if (last) {
+    for (const c of Object.values(charts)) c.clear();
+    for (const rec of last.records || []) {
+      const mix = (rec && rec.mix) || {};
+      charts.loss.push(rec.transfer_loss, rec.history_loss);
+      charts.similarity.push(mix.similarity);
+      charts.weights.push(mix.a_t, mix.a_h);
+    }
+    ui.trainStatus.textContent = `Run ${last.index} (saved): ${last.cancelled ? 'cancelled after ' : ''}${(last.records || []).length} steps with the ${last.rule} rule.`;
+    if (last.after) showChanges(last, false);
+  }
+  const at = images.findIndex((e) => e.id === project.record.current);
+  // The saved prediction shows at once; the current model predicts again in the background.
+  select(at >= 0 ? at : 0);
+  // The reviewed images go back into the session (the counters follow).
+  for (const e of images) if (isReviewed(e)) scheduleSync(e);
+}
+
+/** Puts saved settings back on the controls before the images come back. */
+function applySettings(saved = {}) {
+  const set = (el, v) => {
+    if (v !== undefined && v !== null && v !== '') el.value = String(v);
+  };
+  if (Number.isFinite(Number(saved.threshold)) && saved.threshold !== undefined) {
+    ui.threshold.value = String(saved.threshold);
+    threshold = Number(ui.threshold.value);
+    ui.thresholdValue.textContent = threshold.toFixed(2);
+  }
+  if ([...ui.rule.options].some((o) => o.value === saved.rule)) ui.rule.value = saved.rule;
+  set(ui.epochs, saved.epochs);
+  set(ui.batchSize, saved.batchSize);
+  set(ui.learningRate, saved.learningRate);
+  if (saved.drawClass !== undefined && Number(saved.drawClass) < classNames.length) ui.drawClass.value = String(saved.drawClass);
 }
 
 // ---------------------------------------------------------------- start
@@ -1571,7 +2058,24 @@ function wireUi() {
   });
   ui.threshold.addEventListener('change', () => {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
+    persist();
   });
+  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass]) el.addEventListener('change', () => persist());
+  ui.projectsButton.addEventListener('click', openProjectsDialog);
+  ui.saveState.addEventListener('click', () => project && project.flush());
+  document.addEventListener('veritune:renamed', (ev) => {
+    if (!project) return;
+    project.saveProject({ name: ev.detail });
+    showProjectName();
+  });
+  renderShortcuts($('shortcuts-list'));
+  ui.shortcutsButton.addEventListener('click', showShortcuts);
+  ui.undo.addEventListener('click', () => undoRedo('undo'));
+  ui.redo.addEventListener('click', () => undoRedo('redo'));
+  ui.zoomIn.addEventListener('click', () => zoomBy(1.5));
+  ui.zoomOut.addEventListener('click', () => zoomBy(1 / 1.5));
+  ui.zoomFit.addEventListener('click', zoomFit);
+  ui.exportProject.addEventListener('click', exportProject);
   for (const r of document.querySelectorAll('input[name="mode"]')) {
     r.addEventListener('change', () => {
       mode = r.value;
@@ -1595,6 +2099,11 @@ function wireUi() {
   ui.canvas.addEventListener('pointerdown', onPointerDown);
   ui.canvas.addEventListener('pointermove', onPointerMove);
   ui.canvas.addEventListener('pointerup', onPointerUp);
+  ui.canvas.addEventListener('wheel', onWheel, { passive: false });
+  // No autoscroll on a middle-button press: it pans.
+  ui.canvas.addEventListener('mousedown', (ev) => {
+    if (ev.button === 1) ev.preventDefault();
+  });
   ui.canvas.addEventListener('pointercancel', () => {
     drag = null;
     renderCanvas();
@@ -1604,26 +2113,278 @@ function wireUi() {
     for (const c of Object.values(charts)) c.draw();
   }).observe(ui.canvasWrap);
 
-  document.addEventListener('keydown', (ev) => {
-    const t = ev.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA')) return;
-    if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
-    const entry = images[current];
-    if (ev.key === 'ArrowLeft') {
+  document.addEventListener('keydown', onKeyDown);
+  document.addEventListener('keyup', (ev) => {
+    if (ev.key === ' ' && spaceHeld) {
+      spaceHeld = false;
+      renderCanvas();
+    }
+  });
+  window.addEventListener('blur', () => {
+    spaceHeld = false;
+  });
+}
+
+function showShortcuts() {
+  if (!ui.shortcutsDialog.open) ui.shortcutsDialog.showModal();
+}
+
+// ---------------------------------------------------------------- keyboard
+
+/** The boxes of the current image in list order: shown (by score), then drawn. */
+function boxOrder(entry) {
+  if (!entry || !entry.base) return [];
+  return [
+    ...shownOf(entry).map((index) => ({ kind: 'shown', index })),
+    ...entry.drawn.map((_, index) => ({ kind: 'drawn', index })),
+  ];
+}
+
+function sameSel(a, b) {
+  return Boolean(a && b) && a.kind === b.kind && a.index === b.index;
+}
+
+/** Selects a box and says which (for screen readers). */
+function selectBox(entry, sel) {
+  selection = sel;
+  renderAll();
+  if (!sel) return;
+  const order = boxOrder(entry);
+  const k = order.findIndex((o) => sameSel(o, sel));
+  const b = boxOf(entry, sel);
+  const state = sel.kind === 'drawn' ? 'drawn' : judgementKind(entry, sel.index) === 'unjudged' ? 'not judged' : judgementKind(entry, sel.index);
+  announce(`Box ${k + 1} of ${order.length}: ${className(b.class)}, ${state}.`);
+  const item = ui.boxList.querySelector('li.selected');
+  if (item) item.scrollIntoView({ block: 'nearest' });
+}
+
+/** The first shown box not judged yet after `from` in list order (wrapping), or null. */
+function nextUnjudged(entry, from = null) {
+  const order = boxOrder(entry).filter((o) => o.kind === 'shown');
+  const start = from ? order.findIndex((o) => sameSel(o, from)) + 1 : 0;
+  for (let n = 0; n < order.length; n++) {
+    const o = order[(start + n) % order.length];
+    if (!entry.judgements.has(o.index)) return o;
+  }
+  return null;
+}
+
+/** C and X: judge the selected box (else the first not judged yet), then select the next one not judged. */
+function judgeByKey(entry, kind) {
+  let sel = selection;
+  if (!sel) sel = nextUnjudged(entry);
+  if (!sel) {
+    announce('Every shown box is judged.');
+    return;
+  }
+  if (sel.kind === 'drawn') {
+    selection = sel;
+    announce('A drawn box is already yours: Delete removes it.');
+    return;
+  }
+  const prior = entry.judgements.get(sel.index);
+  // Confirming a corrected box keeps the correction.
+  if (!(kind === 'confirmed' && prior && prior.kind === 'corrected')) setJudgement(entry, sel.index, { kind });
+  const next = nextUnjudged(entry, sel);
+  selectBox(entry, next || sel);
+}
+
+/** The class a number key means: the class of that name, else the n-th class (0 = the 10th). */
+function classForKey(key) {
+  const byName = classNames.indexOf(key);
+  if (byName >= 0) return byName;
+  const n = key === '0' ? 10 : Number(key);
+  return n >= 1 && n <= classNames.length ? n - 1 : -1;
+}
+
+function setClassByKey(entry, key) {
+  const cls = classForKey(key);
+  if (cls < 0) {
+    announce(`No class for the key ${key}.`);
+    return;
+  }
+  const b = entry && boxOf(entry, selection);
+  if (!b) {
+    ui.drawClass.value = String(cls);
+    persist();
+    announce(`New boxes get the class ${className(cls)}.`);
+    return;
+  }
+  if (selection.kind === 'shown') {
+    const d = entry.base.candidates[selection.index];
+    if (cls === d.class && judgementKind(entry, selection.index) !== 'corrected') return;
+  } else if (cls === b.class) {
+    return;
+  }
+  applyBox(entry, selection, { ...b.bbox }, cls, { label: 'change class' });
+  announce(`Class ${className(cls)}.`);
+}
+
+/** Arrow keys on a selected box: move it, or with Alt resize it (right and bottom edge). */
+function nudge(entry, key, step, resize) {
+  const b = boxOf(entry, selection);
+  if (!b) return;
+  const dx = key === 'ArrowLeft' ? -step : key === 'ArrowRight' ? step : 0;
+  const dy = key === 'ArrowUp' ? -step : key === 'ArrowDown' ? step : 0;
+  const W = entry.width;
+  const H = entry.height;
+  let box;
+  if (resize) {
+    box = {
+      ...b.bbox,
+      x1: Math.max(b.bbox.x0 + MIN_BOX, Math.min(W, b.bbox.x1 + dx)),
+      y1: Math.max(b.bbox.y0 + MIN_BOX, Math.min(H, b.bbox.y1 + dy)),
+    };
+  } else {
+    const mx = Math.max(-b.bbox.x0, Math.min(W - b.bbox.x1, dx));
+    const my = Math.max(-b.bbox.y0, Math.min(H - b.bbox.y1, dy));
+    box = { x0: b.bbox.x0 + mx, y0: b.bbox.y0 + my, x1: b.bbox.x1 + mx, y1: b.bbox.y1 + my };
+  }
+  if (box.x0 === b.bbox.x0 && box.y0 === b.bbox.y0 && box.x1 === b.bbox.x1 && box.y1 === b.bbox.y1) return;
+  applyBox(entry, selection, box, b.class, {
+    label: resize ? 'resize box' : 'move box',
+    merge: `${resize ? 'resize' : 'move'}-${selection.kind}-${selection.index}`,
+  });
+}
+
+/** B: a new drawn box in the middle of the view, selected, to move and resize with the keys. */
+function addBoxByKey(entry) {
+  layoutCanvas();
+  const w = ui.canvasWrap.clientWidth / viewTf.scale;
+  const h = ui.canvasWrap.clientHeight / viewTf.scale;
+  const side = Math.max(MIN_BOX * 4, Math.min(w, h, entry.width, entry.height) / 4);
+  const cx = Math.min(entry.width - side / 2, Math.max(side / 2, zoom.cx));
+  const cy = Math.min(entry.height - side / 2, Math.max(side / 2, zoom.cy));
+  const bbox = normalise({ x0: cx - side / 2, y0: cy - side / 2, x1: cx + side / 2, y1: cy + side / 2 }, entry.width, entry.height);
+  addDrawn(entry, bbox, Number(ui.drawClass.value) || 0);
+  announce(`Added a ${className(Number(ui.drawClass.value) || 0)} box in the middle: arrows move it, Alt and arrows resize it.`);
+}
+
+function onKeyDown(ev) {
+  if (document.querySelector('dialog[open]')) return;
+  const t = ev.target;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  const key = ev.key;
+  const ctrl = ev.ctrlKey || ev.metaKey;
+  const done = () => ev.preventDefault();
+  // Undo and redo (the browser's own stays in text fields, above).
+  if (ctrl && !ev.altKey && (key === 'z' || key === 'Z')) {
+    undoRedo(ev.shiftKey ? 'redo' : 'undo');
+    return done();
+  }
+  if (ctrl && !ev.altKey && (key === 'y' || key === 'Y')) {
+    undoRedo('redo');
+    return done();
+  }
+  if (ctrl) return;
+  if (key === '?') {
+    showShortcuts();
+    return done();
+  }
+  if (key === ' ' && !(t && (t.tagName === 'BUTTON' || t.tagName === 'A' || t.tagName === 'SUMMARY'))) {
+    if (!spaceHeld) {
+      spaceHeld = true;
+      renderCanvas();
+    }
+    return done();
+  }
+  const entry = images[current];
+  const editable = entry && entry.base && !locked && view === 'review';
+  const arrows = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown'];
+  if (arrows.includes(key)) {
+    // With a box selected the arrows move it; without one, left and right change image.
+    if (editable && boxOf(entry, selection)) {
+      nudge(entry, key, ev.shiftKey ? 10 : 1, ev.altKey);
+      return done();
+    }
+    if (ev.altKey) return;
+    if (key === 'ArrowLeft') {
       select(current - 1);
-      ev.preventDefault();
-    } else if (ev.key === 'ArrowRight') {
+      return done();
+    }
+    if (key === 'ArrowRight') {
       select(current + 1);
-      ev.preventDefault();
-    } else if ((ev.key === 'Delete' || ev.key === 'Backspace') && entry && !locked && selection?.kind === 'drawn') {
-      removeDrawn(entry, selection.index);
-      ev.preventDefault();
-    } else if (ev.key === 'Escape') {
+      return done();
+    }
+    return;
+  }
+  if (ev.altKey) return;
+  switch (key) {
+    case 'PageUp':
+      select(current - 1);
+      return done();
+    case 'PageDown':
+      select(current + 1);
+      return done();
+    case 'Home':
+      select(0);
+      return done();
+    case 'End':
+      select(images.length - 1);
+      return done();
+    case '+':
+    case '=':
+      zoomBy(1.5);
+      return done();
+    case '-':
+    case '_':
+      zoomBy(1 / 1.5);
+      return done();
+    case 'f':
+    case 'F':
+      zoomFit();
+      return done();
+    case 'Escape':
       drag = null;
       selection = null;
       renderAll();
+      return;
+    default:
+  }
+  if (!editable) return;
+  if (/^[0-9]$/.test(key)) {
+    setClassByKey(entry, key);
+    return done();
+  }
+  switch (key.toLowerCase()) {
+    case 'n': {
+      const order = boxOrder(entry);
+      if (!order.length) return done();
+      const k = order.findIndex((o) => sameSel(o, selection));
+      const next = k < 0 ? (ev.shiftKey ? order.length - 1 : 0) : (k + (ev.shiftKey ? -1 : 1) + order.length) % order.length;
+      selectBox(entry, order[next]);
+      return done();
     }
-  });
+    case 'c':
+      judgeByKey(entry, 'confirmed');
+      return done();
+    case 'x':
+      judgeByKey(entry, 'rejected');
+      return done();
+    case 'a':
+      confirmAll();
+      return done();
+    case 'd': {
+      mode = mode === 'draw' ? 'edit' : 'draw';
+      document.querySelector(`input[name="mode"][value="${mode}"]`).checked = true;
+      renderCanvas();
+      announce(mode === 'draw' ? 'Drawing: drag on the image to draw a missed box.' : 'Selecting and editing boxes.');
+      return done();
+    }
+    case 'b':
+      addBoxByKey(entry);
+      return done();
+    case 'delete':
+    case 'backspace':
+      if (selection && selection.kind === 'drawn') {
+        removeDrawn(entry, selection.index);
+        announce('Drawn box removed.');
+      } else if (selection && selection.kind === 'shown') {
+        judgeByKey(entry, 'rejected');
+      }
+      return done();
+    default:
+  }
 }
 
 function showBackend() {
@@ -1655,9 +2416,27 @@ async function start() {
     } catch (e) {
       throw new Error(`The detector's WebAssembly module (${ASSETS.pkg}) could not be loaded: ${messageOf(e)}`);
     }
-    const bytes = await fetchBytes(ASSETS.model, 'the detector model', (f) =>
-      setStatus(`Loading the detector model… ${Math.round(f * 100)} %`, { progress: f }),
-    );
+    const chosen = await chooseProject();
+    if (chosen) {
+      project = new OpenProject(store, chosen.record, onSaveState);
+      project.saveProject();
+    }
+    showProjectName();
+    // A project that has trained goes on from its saved weights.
+    let bytes = null;
+    if (chosen && chosen.record.weights) {
+      setStatus(`Loading the trained weights of “${chosen.record.name}”…`);
+      bytes = await store.readWeights(chosen.record.id).catch((e) => {
+        showError(`The saved weights of “${chosen.record.name}” could not be read (${messageOf(e)}); it goes on from the default model`);
+        return null;
+      });
+    }
+    const fromProject = Boolean(bytes);
+    if (!bytes) {
+      bytes = await fetchBytes(ASSETS.model, 'the detector model', (f) =>
+        setStatus(`Loading the detector model… ${Math.round(f * 100)} %`, { progress: f }),
+      );
+    }
     setStatus(PREFER_WEBGPU ? 'Starting the detector (WebGPU if available)…' : 'Starting the detector on the CPU…');
     let problem = '';
     if (PREFER_WEBGPU) {
@@ -1667,14 +2446,21 @@ async function start() {
     try {
       session = await mod.Session.create(bytes, PREFER_WEBGPU && !problem);
     } catch (e) {
-      throw new Error(`The detector could not start: ${messageOf(e)}`);
+      if (!fromProject) throw new Error(`The detector could not start: ${messageOf(e)}`);
+      showError(`The saved weights of “${chosen.record.name}” could not be loaded (${messageOf(e)}); it goes on from the default model`);
+      bytes = await fetchBytes(ASSETS.model, 'the detector model');
+      session = await mod.Session.create(bytes, PREFER_WEBGPU && !problem).catch((e2) => {
+        throw new Error(`The detector could not start: ${messageOf(e2)}`);
+      });
     }
     facts = {
       backend: String(session.backend()),
       notice: problem || String(session.notice() || ''),
-      baseModelHash: String(session.baseModelHash()),
+      // The hash of the meta-model the project started from, not of its trained weights.
+      baseModelHash: (fromProject && chosen.record.baseModelHash) || String(session.baseModelHash()),
       inputSize: Number(session.inputSize()),
     };
+    document.body.dataset.model = fromProject ? 'project' : 'default';
     showBackend();
     classNames = Array.from(session.classNames(), String);
     ui.drawClass.replaceChildren(
@@ -1685,12 +2471,29 @@ async function start() {
         return o;
       }),
     );
-    setLocked(false);
-    setPhase('ready');
-    try {
-      await loadTransferSamples();
-    } catch (e) {
-      showError('The sample images could not be loaded', e);
+    const resumed = chosen && !chosen.isNew && (chosen.record.summary?.images || 0) > 0;
+    if (project) {
+      const saved = project.record.classNames || [];
+      if (resumed && saved.length && saved.join('\n') !== classNames.join('\n')) {
+        showError(`“${project.record.name}” was labelled with the classes ${saved.join(', ')} but the model has ${classNames.join(', ')}; class numbers may not mean the same`);
+      }
+      project.saveProject({ baseModelHash: facts.baseModelHash, classNames });
+    }
+    if (resumed) {
+      applySettings(project.record.settings);
+      await restoreProject(fromProject || !chosen.record.weights);
+      setLocked(false);
+      setPhase('ready');
+      openNote = `Resumed “${project.record.name}”${fromProject ? ' with its trained weights' : ''}. `;
+    } else {
+      if (project) applySettings(project.record.settings);
+      setLocked(false);
+      setPhase('ready');
+      try {
+        await loadTransferSamples();
+      } catch (e) {
+        showError('The sample images could not be loaded', e);
+      }
     }
     historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
     startPredictLoop();
@@ -1707,6 +2510,26 @@ async function start() {
 // Read-only view for the browser tests: where the current image's boxes are
 // on screen (CSS pixels relative to the canvas).
 window.veritunePage = Object.freeze({
+  /** Resolves when everything changed so far is saved: 'saved', 'failed', or 'none' without a project. */
+  async saved() {
+    if (!project) return 'none';
+    await project.flush();
+    return project.state;
+  },
+  /** The selected box in working-image pixels, or null. */
+  selectedBox() {
+    const entry = images[current];
+    const b = entry && boxOf(entry, selection);
+    return b ? { ...selection, bbox: { ...b.bbox }, class: b.class, width: entry.width, height: entry.height } : null;
+  },
+  zoom() {
+    return { ...zoom, scale: viewTf.scale };
+  },
+  /** The current image's candidates (class, score, box) that its verdicts refer to. */
+  candidates() {
+    const entry = images[current];
+    return entry && entry.base ? entry.base.candidates.map((c) => ({ ...c, bbox: { ...c.bbox } })) : null;
+  },
   boxesOnScreen() {
     const entry = images[current];
     if (!entry || !entry.base) return [];

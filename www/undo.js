@@ -1,0 +1,84 @@
+// Undo and redo of verdicts and box edits: every change of one image is kept
+// as that image's verdict state before and after it.
+
+/** The verdict state of an image entry (a copy: later edits do not change it). */
+export function snapshot(entry) {
+  return {
+    base: entry.base,
+    judgements: [...entry.judgements.entries()].map(([i, j]) => [i, structuredClone(j)]),
+    drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
+    touched: Boolean(entry.touched),
+  };
+}
+
+/** Puts a snapshot back on its entry. */
+export function restore(entry, snap) {
+  entry.base = snap.base;
+  entry.judgements = new Map(snap.judgements.map(([i, j]) => [i, structuredClone(j)]));
+  entry.drawn = snap.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class }));
+  entry.touched = snap.touched;
+}
+
+function same(a, b) {
+  return (
+    a.base === b.base &&
+    a.touched === b.touched &&
+    JSON.stringify(a.judgements) === JSON.stringify(b.judgements) &&
+    JSON.stringify(a.drawn) === JSON.stringify(b.drawn)
+  );
+}
+
+export class UndoStack {
+  constructor(limit = 500) {
+    this.limit = limit;
+    this.done = [];
+    this.undone = [];
+  }
+
+  /**
+   * Records one change of `entry` (`before` taken with snapshot() before it);
+   * no-op when nothing changed. Changes with the same `merge` key on the same
+   * image less than a second apart are one step (e.g. nudges with the keys).
+   */
+  push(entry, before, label, merge = null) {
+    const after = snapshot(entry);
+    if (same(before, after)) return false;
+    const last = this.done.at(-1);
+    const now = Date.now();
+    if (merge && last && last.merge === merge && last.id === entry.id && now - last.time < 1000 && !this.undone.length) {
+      last.after = after;
+      last.time = now;
+      return true;
+    }
+    this.done.push({ id: entry.id, before, after, label, merge, time: now });
+    if (this.done.length > this.limit) this.done.shift();
+    this.undone = [];
+    return true;
+  }
+
+  /** The change to undo, moved to the redo side; null when none. */
+  undo() {
+    const step = this.done.pop();
+    if (step) this.undone.push(step);
+    return step || null;
+  }
+
+  redo() {
+    const step = this.undone.pop();
+    if (step) this.done.push(step);
+    return step || null;
+  }
+
+  get canUndo() {
+    return this.done.length > 0;
+  }
+
+  get canRedo() {
+    return this.undone.length > 0;
+  }
+
+  clear() {
+    this.done = [];
+    this.undone = [];
+  }
+}
