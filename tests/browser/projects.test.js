@@ -8,7 +8,6 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DOWNLOADS,
-  FAKE,
   ROOT,
   TRAIN_MS,
   WAIT_MS,
@@ -50,7 +49,7 @@ async function reloadAndResume(page, expectName) {
   await waitForReady(page);
 }
 
-describe(`projects, undo, keyboard${FAKE ? ' (skipped: needs the real module)' : ''}`, { timeout: 6 * WAIT_MS + 2 * TRAIN_MS, skip: FAKE && 'tests the real module' }, () => {
+describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, () => {
   let server;
   let browser;
   let page;
