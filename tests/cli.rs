@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use common::{SIZE, Scene, scene};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
 
 fn veritune(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_veritune"))
@@ -46,7 +47,7 @@ fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
             ::image::ExtendedColorType::Rgb8,
         )
         .expect("png");
-        images.push(CocoImage {
+        images.push(ImageLabels {
             file_name,
             width: SIZE as u32,
             height: SIZE as u32,
@@ -54,7 +55,7 @@ fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
         });
     }
     let path = dir.join("annotations.json");
-    let dataset = CocoDataset {
+    let dataset = LabelSet {
         class_names: vec!["square".into(), "ring".into()],
         images,
     };

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod python;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use veritune::detector::fcos::{Fcos, FcosConfig};
