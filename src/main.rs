@@ -29,7 +29,7 @@ use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
-use veritune::weights::{load_fcos, save_fcos};
+use veritune::weights::{WeightsFormat, load_fcos, save_fcos};
 
 #[derive(Parser)]
 #[command(
@@ -52,13 +52,13 @@ enum Command {
         /// Square input size in pixels (a multiple of 32).
         #[arg(long, default_value_t = 256)]
         input_size: usize,
-        /// Where to write the weights (burnpack).
+        /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
     },
     /// Predict boxes on images; prints JSON (or writes it with --output).
     Predict {
-        /// The detector's weights (burnpack).
+        /// The detector's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Images (PNG or JPEG).
@@ -76,7 +76,7 @@ enum Command {
     },
     /// Fine-tune a detector on verdicts or ground truth with gradient mixing.
     Finetune {
-        /// The meta-model's weights (burnpack).
+        /// The meta-model's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Folder of the transfer images.
@@ -118,7 +118,7 @@ enum Command {
         /// Seed of the shuffles.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where to write the adapted weights (burnpack).
+        /// Where to write the adapted weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
         /// Where to write the per-step records (JSON).
@@ -142,7 +142,7 @@ enum Command {
         /// Held-out scenes per scenario for the reported mAP.
         #[arg(long, default_value_t = 200)]
         eval_scenes: usize,
-        /// Where to write the weights (burnpack).
+        /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
         /// Where to write the manifest (JSON).
@@ -177,7 +177,7 @@ enum Command {
     },
     /// mAP@0.5 of a detector on annotated images, per class and mean.
     Eval {
-        /// The detector's weights (burnpack).
+        /// The detector's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Folder of the images.
@@ -202,7 +202,7 @@ enum Bench {
         /// N = 5, one seed, two epochs, few scenes: proves the pipeline in CI.
         #[arg(long)]
         quick: bool,
-        /// The meta-model (burnpack).
+        /// The meta-model (burnpack or safetensors).
         #[arg(long, default_value = "models/fcos-digits.bpk")]
         model: PathBuf,
         /// Numbers of verified transfer images (default 5,10,20,50).
@@ -418,7 +418,8 @@ fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
 }
 
 fn write_model(model: &Fcos, path: &Path) -> CliResult {
-    let bytes = pollster::block_on(save_fcos(model)).map_err(|e| e.to_string())?;
+    let format = WeightsFormat::for_file_name(&path.to_string_lossy());
+    let bytes = pollster::block_on(save_fcos(model, format)).map_err(|e| e.to_string())?;
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

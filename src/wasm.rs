@@ -26,7 +26,7 @@ use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
 use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
 use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
-use crate::weights::{load_fcos, save_fcos};
+use crate::weights::{WeightsFormat, load_fcos, save_fcos};
 
 /// Sends panic messages to `globalThis.__veritunePanic(message)` (and the console).
 #[wasm_bindgen(js_name = installPanicHook)]
@@ -418,6 +418,8 @@ impl Session {
     #[wasm_bindgen(js_name = exportWeights)]
     pub async fn export_weights(&self) -> Result<Vec<u8>, JsError> {
         let model = self.current_model()?;
-        save_fcos(&model).await.map_err(error)
+        save_fcos(&model, WeightsFormat::Burnpack)
+            .await
+            .map_err(error)
     }
 }

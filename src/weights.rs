@@ -1,15 +1,22 @@
-//! Saving and loading detector weights as bytes: burnpack (burn's own format,
-//! with the detector's configuration in its metadata) and safetensors.
+//! Saving and loading detector weights as bytes in two formats, both
+//! carrying the detector's configuration in their metadata: burnpack (burn's
+//! own format) and safetensors (Hugging Face's, with PyTorch's conventional
+//! tensor names, e.g. `backbone.0.conv.weight`, `backbone.0.norm.weight`).
+//! Loading tells the two apart by content.
 //!
 //! Writing reads every parameter with one asynchronous transaction, so it works
 //! where only asynchronous reads exist (WebGPU in the browser).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::store::burn_pack::{self, Reader, Writer};
-use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
-use burn::tensor::{Bytes, Device, Tensor, Transaction};
+use burn::store::{
+    BurnToPyTorchAdapter, ModuleAdapter, ModuleContext, ModuleRecord, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore, SafetensorsStoreError, bridge,
+};
+use burn::tensor::{Bytes, DType, Device, Tensor, TensorData, Transaction};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
 use crate::detector::fcos::{Fcos, FcosConfig};
@@ -28,7 +35,7 @@ pub const FORMAT_VERSION: &str = "1";
 pub enum WeightsError {
     /// The bytes are not a burnpack file, or are truncated.
     #[error(
-        "the weights are not a readable burnpack file ({0}): the file may be truncated or of another format"
+        "the weights are not a readable burnpack file ({0}): the file may be truncated or of another format (veritune reads burnpack and safetensors)"
     )]
     Unreadable(String),
     /// The file is burnpack but not one written by veritune.
@@ -56,41 +63,101 @@ pub enum WeightsError {
     /// Reading from the device failed.
     #[error("reading the weights from the device failed: {0}")]
     Device(String),
-    /// safetensors encoding or decoding failed.
-    #[error("safetensors: {0}")]
+    /// The bytes look like safetensors but cannot be read or written as such.
+    #[error(
+        "the weights are not a readable safetensors file ({0}): the file may be truncated; export it again"
+    )]
     Safetensors(String),
+    /// A parameter has a data type safetensors files from veritune do not hold.
+    #[error("the parameter {name} has the data type {dtype:?}, which veritune does not export")]
+    UnsupportedDtype {
+        /// The parameter's path.
+        name: String,
+        /// Its data type.
+        dtype: DType,
+    },
+}
+
+/// The two weight file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// burn's burnpack.
+    Burnpack,
+    /// Hugging Face's safetensors, loadable by PyTorch's `safetensors` reader.
+    Safetensors,
+}
+
+impl WeightsFormat {
+    /// The format of `bytes`, told by content: safetensors when they start
+    /// with a header length followed by a JSON object that fits in them,
+    /// burnpack otherwise.
+    pub fn detect(bytes: &[u8]) -> Self {
+        let header = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        let fits = header.is_some_and(|n| n >= 2 && n <= (bytes.len() - 8) as u64);
+        if fits && bytes.get(8) == Some(&b'{') {
+            WeightsFormat::Safetensors
+        } else {
+            WeightsFormat::Burnpack
+        }
+    }
+
+    /// The format a file name asks for: safetensors for `.safetensors`,
+    /// burnpack for anything else.
+    pub fn for_file_name(name: &str) -> Self {
+        let extension = name.rsplit_once('.').map(|(_, e)| e);
+        if extension.is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+            WeightsFormat::Safetensors
+        } else {
+            WeightsFormat::Burnpack
+        }
+    }
+}
+
+/// One parameter read from the device.
+struct Parameter {
+    /// Its module path, e.g. `backbone.0.norm.gamma`.
+    path: String,
+    /// The container types from the model down to it, for burn's adapters.
+    containers: Vec<String>,
+    id: ParamId,
+    data: TensorData,
 }
 
 struct Collect {
     path: Vec<String>,
-    entries: Vec<(String, ParamId)>,
+    containers: Vec<String>,
+    entries: Vec<(String, Vec<String>, ParamId)>,
     transaction: Option<Transaction>,
 }
 
 impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
+        self.containers.pop();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.entries.push((self.path.join("."), param.id));
+        self.entries
+            .push((self.path.join("."), self.containers.clone(), param.id));
         let transaction = self.transaction.take().unwrap_or_default();
         self.transaction = Some(transaction.register(param.transform_for_save().val()));
     }
 }
 
-/// The model's parameters as a burnpack file with `metadata`, read from the
-/// device with one asynchronous transaction.
-pub async fn to_burnpack<M: Module>(
-    model: &M,
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, WeightsError> {
+/// Every float parameter of the model, read from the device with one
+/// asynchronous transaction.
+async fn read_parameters<M: Module>(model: &M) -> Result<Vec<Parameter>, WeightsError> {
     let mut collect = Collect {
         path: Vec::new(),
+        containers: Vec::new(),
         entries: Vec::new(),
         transaction: None,
     };
@@ -102,13 +169,30 @@ pub async fn to_burnpack<M: Module>(
             .map_err(|e| WeightsError::Device(format!("{e:?}")))?,
         None => Vec::new(),
     };
-    let tensors = collect
+    Ok(collect
         .entries
         .into_iter()
         .zip(data)
-        .map(|((path, id), data)| {
-            let (bytes, shape, dtype) = data.into_parts();
-            burn_pack::Tensor::new(path, dtype, shape, Some(id.val()), bytes)
+        .map(|((path, containers, id), data)| Parameter {
+            path,
+            containers,
+            id,
+            data,
+        })
+        .collect())
+}
+
+/// The model's parameters as a burnpack file with `metadata`.
+pub async fn to_burnpack<M: Module>(
+    model: &M,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let tensors = read_parameters(model)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let (bytes, shape, dtype) = p.data.into_parts();
+            burn_pack::Tensor::new(p.path, dtype, shape, Some(p.id.val()), bytes)
         })
         .collect();
     let mut writer = Writer::new(tensors).with_metadata(FORMAT_KEY, FORMAT_VERSION);
@@ -121,11 +205,25 @@ pub async fn to_burnpack<M: Module>(
     Ok(bytes.to_vec())
 }
 
-/// The metadata of a burnpack file, checking that veritune can read it.
+/// The metadata of a burnpack or safetensors file, checking that veritune
+/// can read it.
 pub fn read_metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, WeightsError> {
-    let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
-        .map_err(|e| WeightsError::Unreadable(e.to_string()))?;
-    let metadata = reader.metadata().clone();
+    let metadata: BTreeMap<String, String> = match WeightsFormat::detect(bytes) {
+        WeightsFormat::Burnpack => Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| WeightsError::Unreadable(e.to_string()))?
+            .metadata()
+            .clone()
+            .into_iter()
+            .collect(),
+        WeightsFormat::Safetensors => SafeTensors::read_metadata(bytes)
+            .map_err(|e| WeightsError::Safetensors(e.to_string()))?
+            .1
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    };
     let version = metadata
         .get(FORMAT_KEY)
         .ok_or(WeightsError::MissingMetadata(FORMAT_KEY))?;
@@ -148,20 +246,28 @@ pub fn load_burnpack<M: Module>(model: M, bytes: &[u8]) -> Result<M, WeightsErro
         .map_err(|e| WeightsError::Mismatch(e.to_string()))
 }
 
-/// The small detector's weights and configuration as one burnpack file.
-pub async fn save_fcos(model: &Fcos) -> Result<Vec<u8>, WeightsError> {
+/// The metadata veritune stores with the small detector's weights.
+fn fcos_metadata(model: &Fcos) -> Result<BTreeMap<String, String>, WeightsError> {
     let config = serde_json::to_string(model.config())
         .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    let metadata = BTreeMap::from([
+    Ok(BTreeMap::from([
         (ARCHITECTURE_KEY.to_string(), "fcos-small".to_string()),
         (CONFIG_KEY.to_string(), config),
-    ]);
-    to_burnpack(model, &metadata).await
+    ]))
 }
 
-/// A small detector built from the configuration in a burnpack file and
-/// loaded with its weights, on `device`.
-pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
+/// The small detector's weights and configuration as one file in `format`.
+pub async fn save_fcos(model: &Fcos, format: WeightsFormat) -> Result<Vec<u8>, WeightsError> {
+    let metadata = fcos_metadata(model)?;
+    match format {
+        WeightsFormat::Burnpack => to_burnpack(model, &metadata).await,
+        WeightsFormat::Safetensors => to_safetensors(model, &metadata).await,
+    }
+}
+
+/// The small detector's configuration stored with its weights (burnpack or
+/// safetensors), without loading the weights.
+pub fn read_fcos_config(bytes: &[u8]) -> Result<FcosConfig, WeightsError> {
     let metadata = read_metadata(bytes)?;
     let architecture = metadata
         .get(ARCHITECTURE_KEY)
@@ -169,35 +275,82 @@ pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
     if architecture != "fcos-small" {
         return Err(WeightsError::UnknownArchitecture(architecture.clone()));
     }
-    let config: FcosConfig = serde_json::from_str(
+    serde_json::from_str(
         metadata
             .get(CONFIG_KEY)
             .ok_or(WeightsError::MissingMetadata(CONFIG_KEY))?,
     )
-    .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    load_burnpack(config.init(device), bytes)
+    .map_err(|e| WeightsError::BadConfig(e.to_string()))
 }
 
-/// The model's parameters as safetensors bytes, named by module path
-/// (e.g. `backbone.0.conv.weight`).
-pub fn to_safetensors<M: Module>(model: &M) -> Result<Vec<u8>, WeightsError> {
-    let mut store = SafetensorsStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| WeightsError::Safetensors(e.to_string()))?;
-    store
-        .get_bytes()
+/// A small detector built from the configuration stored with its weights
+/// (burnpack or safetensors, told by content) and loaded with them, on
+/// `device`.
+pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
+    let model = read_fcos_config(bytes)?.init(device);
+    match WeightsFormat::detect(bytes) {
+        WeightsFormat::Burnpack => load_burnpack(model, bytes),
+        WeightsFormat::Safetensors => load_safetensors(model, bytes),
+    }
+}
+
+/// The safetensors data type of a parameter.
+fn safetensors_dtype(name: &str, dtype: DType) -> Result<Dtype, WeightsError> {
+    match dtype {
+        DType::F64 => Ok(Dtype::F64),
+        DType::F32 | DType::Flex32 => Ok(Dtype::F32),
+        DType::F16 => Ok(Dtype::F16),
+        DType::BF16 => Ok(Dtype::BF16),
+        other => Err(WeightsError::UnsupportedDtype {
+            name: name.to_string(),
+            dtype: other,
+        }),
+    }
+}
+
+/// The model's parameters as a safetensors file with `metadata` (plus
+/// `format: pt`, as PyTorch's writers mark theirs), under PyTorch's names
+/// and layouts: burn's module paths with normalisation `gamma`/`beta` as
+/// `weight`/`bias` and linear weights transposed to `[out, in]`.
+pub async fn to_safetensors<M: Module>(
+    model: &M,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let mut tensors = Vec::new();
+    for parameter in read_parameters(model).await? {
+        let tensor = bridge::from_data(parameter.data, parameter.path, Some(parameter.id.val()));
+        let tensor = BurnToPyTorchAdapter.adapt(tensor, ModuleContext::new(&parameter.containers));
+        let name = tensor.name.clone();
+        let data = bridge::into_data(tensor).map_err(|e| WeightsError::Device(e.to_string()))?;
+        tensors.push((name, data));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, data)| {
+            let dtype = safetensors_dtype(name, data.dtype())?;
+            TensorView::new(dtype, data.shape().to_vec(), data.as_bytes())
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| WeightsError::Safetensors(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut header: HashMap<String, String> = metadata.clone().into_iter().collect();
+    header.insert(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string());
+    header.insert("format".to_string(), "pt".to_string());
+    safetensors::serialize(views, Some(header))
         .map_err(|e| WeightsError::Safetensors(e.to_string()))
 }
 
-/// Loads safetensors bytes into `model`; every parameter must be present with
-/// its shape.
+/// Loads safetensors bytes into `model`; every parameter must be present
+/// with its shape, under burn's or PyTorch's names, and no other tensor.
 pub fn load_safetensors<M: Module>(mut model: M, bytes: &[u8]) -> Result<M, WeightsError> {
-    let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| WeightsError::Safetensors(e.to_string()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
+    let mut store =
+        SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter);
+    let result = model.load_from(&mut store).map_err(|e| match e {
+        SafetensorsStoreError::ValidationFailed(reason)
+        | SafetensorsStoreError::TensorNotFound(reason) => WeightsError::Mismatch(reason),
+        other => WeightsError::Safetensors(other.to_string()),
+    })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(WeightsError::Mismatch(format!("{result}")));
     }
     Ok(model)
