@@ -158,7 +158,8 @@ pub fn image_size(path: &Path) -> Result<(u32, u32), DatasetError> {
     })
 }
 
-/// The files under `folder` (recursively) whose extension is one of
+/// The files under `folder` (recursively, not following linked folders)
+/// whose extension is one of
 /// `extensions` (lower case; matched in any case), by their path relative to
 /// `folder` with `/` between folders, sorted.
 pub fn list_files(folder: &Path, extensions: &[&str]) -> Result<Vec<String>, DatasetError> {
@@ -166,8 +167,10 @@ pub fn list_files(folder: &Path, extensions: &[&str]) -> Result<Vec<String>, Dat
     let mut pending = vec![folder.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(io_error(&dir))?;
+            let path = entry.path();
+            // Linked folders are not followed, so that a link cycle cannot loop.
+            if entry.file_type().map_err(io_error(&path))?.is_dir() {
                 pending.push(path);
                 continue;
             }
@@ -391,9 +394,16 @@ mod tests {
         )
         .expect("temp file is writable");
         let err = read_coco_file(&path).expect_err("zero-area box");
-        assert!(
-            matches!(&err, DatasetError::Coco { problem: CocoError::EmptyBox { annotation_id: 9, .. }, .. })
-        );
+        assert!(matches!(
+            &err,
+            DatasetError::Coco {
+                problem: CocoError::EmptyBox {
+                    annotation_id: 9,
+                    ..
+                },
+                ..
+            }
+        ));
         assert!(err.to_string().contains("broken.json"), "{err}");
 
         let err = read_coco_file(&dir.join("missing.json")).expect_err("no such file");

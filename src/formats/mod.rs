@@ -258,17 +258,18 @@ pub fn labels_from_verdicts(
     let images = verdicts
         .iter()
         .map(|(file_name, image_verdicts)| {
-            let size = size_of
-                .get(file_name.as_str())
-                .ok_or_else(|| VerdictLabelsError::UnknownImage {
+            let size = size_of.get(file_name.as_str()).ok_or_else(|| {
+                VerdictLabelsError::UnknownImage {
                     file_name: file_name.clone(),
+                }
+            })?;
+            let target =
+                build_target(image_verdicts, &[], &TargetConfig::default()).map_err(|error| {
+                    VerdictLabelsError::Verdict {
+                        file_name: file_name.clone(),
+                        error,
+                    }
                 })?;
-            let target = build_target(image_verdicts, &[], &TargetConfig::default()).map_err(
-                |error| VerdictLabelsError::Verdict {
-                    file_name: file_name.clone(),
-                    error,
-                },
-            )?;
             Ok(ImageLabels {
                 file_name: file_name.clone(),
                 width: size.width,
@@ -300,7 +301,10 @@ mod tests {
     #[test]
     fn label_file_names_replace_only_the_last_extension_of_the_file() {
         assert_eq!(label_file_name("a.jpg", "txt"), "a.txt");
-        assert_eq!(label_file_name("x.y/café 画像.v2.PNG", "xml"), "x.y/café 画像.v2.xml");
+        assert_eq!(
+            label_file_name("x.y/café 画像.v2.PNG", "xml"),
+            "x.y/café 画像.v2.xml"
+        );
         assert_eq!(label_file_name("dir.d/noext", "txt"), "dir.d/noext.txt");
         assert_eq!(label_file_name(".hidden", "txt"), ".hidden.txt");
     }

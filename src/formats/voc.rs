@@ -39,7 +39,9 @@ pub enum VocError {
         reason: String,
     },
     /// The root element is not `<annotation>`.
-    #[error("{file}: the root element is <{found}>, not <annotation>: this is not a Pascal VOC annotation")]
+    #[error(
+        "{file}: the root element is <{found}>, not <annotation>: this is not a Pascal VOC annotation"
+    )]
     NotVoc {
         /// The annotation file.
         file: String,
@@ -135,7 +137,11 @@ impl Element {
 /// The 1-based line of byte `position` in `text`.
 fn line_at(text: &str, position: u64) -> usize {
     let end = usize::try_from(position).map_or(text.len(), |p| p.min(text.len()));
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The root element of `file`, with its descendants.
@@ -273,7 +279,10 @@ fn read_annotation(file: &TextFile) -> Result<Annotation, VocError> {
     }
     let fields = Fields { file: &file.name };
     let filename = fields.text(&root, "filename", "filename")?;
-    let folder = file.name.rfind('/').map_or("", |slash| &file.name[..=slash]);
+    let folder = file
+        .name
+        .rfind('/')
+        .map_or("", |slash| &file.name[..=slash]);
     let missing_size = || VocError::Missing {
         file: file.name.clone(),
         line: root.line,
@@ -282,7 +291,13 @@ fn read_annotation(file: &TextFile) -> Result<Annotation, VocError> {
     let size = root.child("size").ok_or_else(missing_size)?;
     let positive = |v: &u32| *v > 0;
     let width = fields.value(size, "width", "size/width", "a positive integer", positive)?;
-    let height = fields.value(size, "height", "size/height", "a positive integer", positive)?;
+    let height = fields.value(
+        size,
+        "height",
+        "size/height",
+        "a positive integer",
+        positive,
+    )?;
     let objects = root
         .children("object")
         .enumerate()
@@ -320,7 +335,12 @@ fn read_object(
         )?;
     }
     let [xmin, ymin, xmax, ymax] = corners;
-    let bbox = BBox::new((xmin - 1.0) as f32, (ymin - 1.0) as f32, xmax as f32, ymax as f32);
+    let bbox = BBox::new(
+        (xmin - 1.0) as f32,
+        (ymin - 1.0) as f32,
+        xmax as f32,
+        ymax as f32,
+    );
     if !bbox.is_valid() {
         return Err(VocError::EmptyBox {
             file: fields.file.to_string(),
@@ -485,10 +505,7 @@ mod tests {
         let err = error(&MINIMAL.replace("<width>10</width>", "<width>0</width>"));
         assert!(err.to_string().contains("size/width is '0'"), "{err}");
         let err = error(&MINIMAL.replace("<xmax>10</xmax>", "<xmax>0</xmax>"));
-        assert!(
-            matches!(err, VocError::EmptyBox { object: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, VocError::EmptyBox { object: 1, .. }), "{err}");
         let err = error("<Annotation/>");
         assert!(matches!(err, VocError::NotVoc { .. }), "{err}");
     }

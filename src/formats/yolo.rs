@@ -74,7 +74,9 @@ pub enum YoloError {
         problem: LineProblem,
     },
     /// The class list has an empty line between names.
-    #[error("{file}, line {line}: the class list has an empty line: give every class a name, one per line")]
+    #[error(
+        "{file}, line {line}: the class list has an empty line: give every class a name, one per line"
+    )]
     EmptyClassName {
         /// The class list file.
         file: String,
@@ -82,7 +84,9 @@ pub enum YoloError {
         line: usize,
     },
     /// The class list names a class twice.
-    #[error("{file}, line {line}: the class '{name}' is already on line {first}: list each class once")]
+    #[error(
+        "{file}, line {line}: the class '{name}' is already on line {first}: list each class once"
+    )]
     DuplicateClass {
         /// The class list file.
         file: String,
@@ -150,7 +154,10 @@ pub enum YoloError {
 pub fn read_class_list(file: &TextFile) -> Result<Vec<String>, YoloError> {
     let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let used = lines.iter().rposition(|l| !l.is_empty()).map_or(0, |i| i + 1);
+    let used = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(0, |i| i + 1);
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut names = Vec::with_capacity(used);
     for (index, &name) in lines[..used].iter().enumerate() {
@@ -324,7 +331,12 @@ fn label_lines(image: &ImageLabels) -> Result<String, YoloError> {
             f64::from(bbox.y1),
         );
         let (w, h) = (f64::from(image.width), f64::from(image.height));
-        let values = [(x0 + x1) / 2.0 / w, (y0 + y1) / 2.0 / h, (x1 - x0) / w, (y1 - y0) / h];
+        let values = [
+            (x0 + x1) / 2.0 / w,
+            (y0 + y1) / 2.0 / h,
+            (x1 - x0) / w,
+            (y1 - y0) / h,
+        ];
         text.push_str(&labeled.class.to_string());
         for value in values {
             text.push(' ');
@@ -384,11 +396,17 @@ mod tests {
         let set = read_yolo(
             &file("classes.txt", "a\nb"),
             &[size("img.png", 200, 100), size("none.png", 5, 5)],
-            &[file("img.txt", "1 0.5 0.5 0.25 0.5\n\n0 0.125 0.25 0.25 0.5")],
+            &[file(
+                "img.txt",
+                "1 0.5 0.5 0.25 0.5\n\n0 0.125 0.25 0.25 0.5",
+            )],
         )
         .expect("valid labels");
         assert_eq!(set.images[0].boxes.len(), 2);
-        assert_eq!(set.images[0].boxes[0].bbox, BBox::new(75.0, 25.0, 125.0, 75.0));
+        assert_eq!(
+            set.images[0].boxes[0].bbox,
+            BBox::new(75.0, 25.0, 125.0, 75.0)
+        );
         assert_eq!(set.images[0].boxes[0].class, 1);
         assert_eq!(set.images[0].boxes[1].bbox, BBox::new(0.0, 0.0, 50.0, 50.0));
         assert!(set.images[1].boxes.is_empty());
@@ -405,7 +423,10 @@ mod tests {
                 problem: LineProblem::WrongCount(4)
             }
         );
-        assert!(err.to_string().starts_with("img.txt, line 2: it has 4 values"));
+        assert!(
+            err.to_string()
+                .starts_with("img.txt, line 2: it has 4 values")
+        );
         assert!(matches!(
             line_error("2 0.5 0.5 0.1 0.1"),
             YoloError::Line {
@@ -424,7 +445,11 @@ mod tests {
             }
         ));
         let err = line_error("0 0.5 abc 0.1 0.1");
-        assert!(err.to_string().contains("the y_center 'abc' is not a number"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the y_center 'abc' is not a number"),
+            "{err}"
+        );
         assert!(matches!(
             line_error("0 0.5 0.5 1.5 0.1"),
             YoloError::Line {
