@@ -1,4 +1,5 @@
-//! The `veritune` command line: predict, fine-tune and evaluate detectors.
+//! The `veritune` command line: predict, fine-tune and evaluate detectors,
+//! convert and export labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,10 +14,14 @@ use veritune::benchmark::quality::{
     Baseline, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
     rounds_markdown, run_quality, run_rounds, summarize,
 };
-use veritune::dataset::{AnnotatedImage, read_annotated_set, read_image, read_verdicts};
+use veritune::dataset::{
+    AnnotatedImage, image_sizes, read_annotated_set, read_coco_file, read_image, read_verdicts,
+    read_voc_folder, read_yolo_folder, write_labels,
+};
 use veritune::detector::fcos::{Fcos, FcosConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
+use veritune::formats::{Format, LabelSet, labels_from_verdicts};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
 use veritune::history::{HistoryConfig, HistoryLibrary};
@@ -29,7 +34,7 @@ use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, build_target};
-use veritune::weights::{WeightsFormat, load_fcos, save_fcos};
+use veritune::weights::{WeightsFormat, load_fcos, read_fcos_config, save_fcos};
 
 #[derive(Parser)]
 #[command(
@@ -170,6 +175,11 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         history: usize,
     },
+    /// Convert labels between COCO, YOLO and Pascal VOC, or export the labels verdicts give.
+    Labels {
+        #[command(subcommand)]
+        which: Labels,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -192,6 +202,43 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Labels {
+    /// Convert labels from one format to another.
+    Convert {
+        /// Format of INPUT: coco, yolo or voc.
+        #[arg(long)]
+        from: Format,
+        /// Format of OUTPUT: coco, yolo or voc.
+        #[arg(long)]
+        to: Format,
+        /// The labels: a COCO JSON file, or a YOLO or VOC folder.
+        input: PathBuf,
+        /// Where to write them: a COCO JSON file, or a YOLO or VOC folder.
+        output: PathBuf,
+        /// Folder of the images; YOLO labels need it, their files hold no image sizes.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
+    /// Write the boxes confirmed, corrected or drawn in a verdicts file as labels.
+    Export {
+        /// Verdicts per image file name (JSON, as for `finetune --verdicts`).
+        #[arg(long)]
+        verdicts: PathBuf,
+        /// Folder of the images the verdicts name (their sizes are read there).
+        #[arg(long)]
+        images: PathBuf,
+        /// The model the verdicts were given on: its classes name the boxes.
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Format of OUTPUT: coco, yolo or voc.
+        #[arg(long)]
+        to: Format,
+        /// Where to write them: a COCO JSON file, or a YOLO or VOC folder.
+        output: PathBuf,
     },
 }
 
@@ -345,6 +392,26 @@ fn run(cli: Cli) -> CliResult {
             transfer,
             history,
         } => write_samples(&root, transfer, history),
+        Command::Labels {
+            which:
+                Labels::Convert {
+                    from,
+                    to,
+                    input,
+                    output,
+                    images,
+                },
+        } => convert_labels(from, to, &input, &output, images.as_deref()),
+        Command::Labels {
+            which:
+                Labels::Export {
+                    verdicts,
+                    images,
+                    model,
+                    to,
+                    output,
+                },
+        } => export_labels(&verdicts, &images, &model, to, &output),
         Command::Bench {
             which:
                 Bench::Quality {
@@ -412,15 +479,68 @@ fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
     write_model(&model, output)
 }
 
+fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    load_fcos(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))
+    load_fcos(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn write_model(model: &Fcos, path: &Path) -> CliResult {
     let format = WeightsFormat::for_file_name(&path.to_string_lossy());
     let bytes = pollster::block_on(save_fcos(model, format)).map_err(|e| e.to_string())?;
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn convert_labels(
+    from: Format,
+    to: Format,
+    input: &Path,
+    output: &Path,
+    images: Option<&Path>,
+) -> CliResult {
+    let set = match (from, images) {
+        (Format::Coco, _) => read_coco_file(input),
+        (Format::Yolo, Some(images)) => read_yolo_folder(input, images),
+        (Format::Yolo, None) => {
+            return Err(
+                "YOLO label files hold no image sizes: pass the folder of the images with --images"
+                    .into(),
+            );
+        }
+        (Format::Voc, _) => read_voc_folder(input),
+    }
+    .map_err(|e| e.to_string())?;
+    write_label_set(&set, to, output)
+}
+
+fn export_labels(
+    verdicts: &Path,
+    images: &Path,
+    model: &Path,
+    to: Format,
+    output: &Path,
+) -> CliResult {
+    let config = read_fcos_config(&read_model_bytes(model)?)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let judged = read_verdicts(verdicts).map_err(|e| e.to_string())?;
+    let sizes = image_sizes(images).map_err(|e| e.to_string())?;
+    let set = labels_from_verdicts(&config.class_names, &sizes, &judged)
+        .map_err(|e| format!("{}: {e}", verdicts.display()))?;
+    write_label_set(&set, to, output)
+}
+
+fn write_label_set(set: &LabelSet, to: Format, output: &Path) -> CliResult {
+    write_labels(to, set, output).map_err(|e| e.to_string())?;
+    let boxes: usize = set.images.iter().map(|i| i.boxes.len()).sum();
+    eprintln!(
+        "veritune: {} images, {boxes} boxes and {} classes written to {} as {to}",
+        set.images.len(),
+        set.class_names.len(),
+        output.display()
+    );
+    Ok(())
 }
 
 fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
