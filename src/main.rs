@@ -1,4 +1,5 @@
-//! The `veritune` command line: predict, fine-tune and evaluate detectors.
+//! The `veritune` command line: predict, fine-tune and evaluate detectors,
+//! convert and export labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,14 @@ use veritune::benchmark::quality::{
     rounds_markdown, run_quality, run_rounds, summarize,
 };
 use veritune::dataset::{
-    AnnotatedImage, ImageFile, file_scale, read_annotated_set, read_image_file, read_verdicts,
+    AnnotatedImage, ImageFile, file_scale, image_sizes, read_annotated_set, read_coco_file,
+    read_image_file, read_verdicts, read_voc_folder, read_yolo_folder, write_atomically,
+    write_labels,
 };
 use veritune::detector::fcos::{Fcos, FcosConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
+use veritune::formats::{Format, LabelSet, labels_from_verdicts};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
 use veritune::history::{HistoryConfig, HistoryLibrary};
@@ -31,7 +35,7 @@ use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
-use veritune::weights::{load_fcos, save_fcos};
+use veritune::weights::{WeightsFormat, load_fcos, read_fcos_config, save_fcos};
 
 #[derive(Parser)]
 #[command(
@@ -54,13 +58,13 @@ enum Command {
         /// Square input size in pixels (a multiple of 32).
         #[arg(long, default_value_t = 256)]
         input_size: usize,
-        /// Where to write the weights (burnpack).
+        /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
     },
     /// Predict boxes on images; prints JSON (or writes it with --output).
     Predict {
-        /// The detector's weights (burnpack).
+        /// The detector's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Images (PNG or JPEG).
@@ -78,7 +82,7 @@ enum Command {
     },
     /// Fine-tune a detector on verdicts or ground truth with gradient mixing.
     Finetune {
-        /// The meta-model's weights (burnpack).
+        /// The meta-model's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Folder of the transfer images.
@@ -120,7 +124,7 @@ enum Command {
         /// Seed of the shuffles.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where to write the adapted weights (burnpack).
+        /// Where to write the adapted weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
         /// Where to write the per-step records (JSON).
@@ -144,7 +148,7 @@ enum Command {
         /// Held-out scenes per scenario for the reported mAP.
         #[arg(long, default_value_t = 200)]
         eval_scenes: usize,
-        /// Where to write the weights (burnpack).
+        /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
         /// Where to write the manifest (JSON).
@@ -172,6 +176,11 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         history: usize,
     },
+    /// Convert labels between COCO, YOLO and Pascal VOC, or export the labels verdicts give.
+    Labels {
+        #[command(subcommand)]
+        which: Labels,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -179,7 +188,7 @@ enum Command {
     },
     /// mAP@0.5 of a detector on annotated images, per class and mean.
     Eval {
-        /// The detector's weights (burnpack).
+        /// The detector's weights (burnpack or safetensors).
         #[arg(long, short)]
         model: PathBuf,
         /// Folder of the images.
@@ -198,13 +207,50 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum Labels {
+    /// Convert labels from one format to another.
+    Convert {
+        /// Format of INPUT: coco, yolo or voc.
+        #[arg(long)]
+        from: Format,
+        /// Format of OUTPUT: coco, yolo or voc.
+        #[arg(long)]
+        to: Format,
+        /// The labels: a COCO JSON file, or a YOLO or VOC folder.
+        input: PathBuf,
+        /// Where to write them: a COCO JSON file, or a YOLO or VOC folder.
+        output: PathBuf,
+        /// Folder of the images; YOLO labels need it, their files hold no image sizes.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
+    /// Write the boxes confirmed, corrected or drawn in a verdicts file as labels.
+    Export {
+        /// Verdicts per image file name (JSON, as for `finetune --verdicts`).
+        #[arg(long)]
+        verdicts: PathBuf,
+        /// Folder of the images the verdicts name (their sizes are read there).
+        #[arg(long)]
+        images: PathBuf,
+        /// The model the verdicts were given on: its classes name the boxes.
+        #[arg(long, short)]
+        model: PathBuf,
+        /// Format of OUTPUT: coco, yolo or voc.
+        #[arg(long)]
+        to: Format,
+        /// Where to write them: a COCO JSON file, or a YOLO or VOC folder.
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Bench {
     /// Every mixing rule on the real-data scenarios: transfer mAP, forgetting, time.
     Quality {
         /// N = 5, one seed, two epochs, few scenes: proves the pipeline in CI.
         #[arg(long)]
         quick: bool,
-        /// The meta-model (burnpack).
+        /// The meta-model (burnpack or safetensors).
         #[arg(long, default_value = "models/fcos-digits.bpk")]
         model: PathBuf,
         /// Numbers of verified transfer images (default 5,10,20,50).
@@ -347,6 +393,26 @@ fn run(cli: Cli) -> CliResult {
             transfer,
             history,
         } => write_samples(&root, transfer, history),
+        Command::Labels {
+            which:
+                Labels::Convert {
+                    from,
+                    to,
+                    input,
+                    output,
+                    images,
+                },
+        } => convert_labels(from, to, &input, &output, images.as_deref()),
+        Command::Labels {
+            which:
+                Labels::Export {
+                    verdicts,
+                    images,
+                    model,
+                    to,
+                    output,
+                },
+        } => export_labels(&verdicts, &images, &model, to, &output),
         Command::Bench {
             which:
                 Bench::Quality {
@@ -405,35 +471,81 @@ fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
     write_model(&config.init(&Device::flex()), output)
 }
 
+fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    load_fcos(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))
+    load_fcos(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a temporary file
 /// beside it, then renamed over it, so a failure never leaves a half-written
 /// file (nor touches an existing one).
 fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
-    let name = path.file_name().ok_or_else(|| {
-        format!(
+    if path.file_name().is_none() {
+        return Err(format!(
             "{} is not a file name: give a path ending in a file name",
             path.display()
-        )
-    })?;
-    let mut temporary_name = std::ffi::OsString::from(".");
-    temporary_name.push(name);
-    temporary_name.push(format!(".{}.partial", std::process::id()));
-    let temporary = path.with_file_name(temporary_name);
-    let result = std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        format!("cannot write {}: {e}", path.display())
-    })
+        ));
+    }
+    write_atomically(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn write_model(model: &Fcos, path: &Path) -> CliResult {
-    let bytes = pollster::block_on(save_fcos(model)).map_err(|e| e.to_string())?;
+    let format = WeightsFormat::for_file_name(&path.to_string_lossy());
+    let bytes = pollster::block_on(save_fcos(model, format)).map_err(|e| e.to_string())?;
     write_file(path, &bytes)
+}
+
+fn convert_labels(
+    from: Format,
+    to: Format,
+    input: &Path,
+    output: &Path,
+    images: Option<&Path>,
+) -> CliResult {
+    let set = match (from, images) {
+        (Format::Coco, _) => read_coco_file(input),
+        (Format::Yolo, Some(images)) => read_yolo_folder(input, images),
+        (Format::Yolo, None) => {
+            return Err(
+                "YOLO label files hold no image sizes: pass the folder of the images with --images"
+                    .into(),
+            );
+        }
+        (Format::Voc, _) => read_voc_folder(input),
+    }
+    .map_err(|e| e.to_string())?;
+    write_label_set(&set, to, output)
+}
+
+fn export_labels(
+    verdicts: &Path,
+    images: &Path,
+    model: &Path,
+    to: Format,
+    output: &Path,
+) -> CliResult {
+    let config = read_fcos_config(&read_model_bytes(model)?)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let judged = read_verdicts(verdicts).map_err(|e| e.to_string())?;
+    let sizes = image_sizes(images).map_err(|e| e.to_string())?;
+    let set = labels_from_verdicts(&config.class_names, &sizes, &judged)
+        .map_err(|e| format!("{}: {e}", verdicts.display()))?;
+    write_label_set(&set, to, output)
+}
+
+fn write_label_set(set: &LabelSet, to: Format, output: &Path) -> CliResult {
+    write_labels(to, set, output).map_err(|e| e.to_string())?;
+    let boxes: usize = set.images.iter().map(|i| i.boxes.len()).sum();
+    eprintln!(
+        "veritune: {} images, {boxes} boxes and {} classes written to {} as {to}",
+        set.images.len(),
+        set.class_names.len(),
+        output.display()
+    );
+    Ok(())
 }
 
 fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {

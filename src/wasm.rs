@@ -26,7 +26,7 @@ use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
 use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
 use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
-use crate::weights::{load_fcos, save_fcos};
+use crate::weights::{WeightsFormat, load_fcos, save_fcos};
 
 /// Forwards warnings and errors of the `log` crate (burn and cubecl report
 /// WebGPU shader and validation failures there) to the browser console.
@@ -454,6 +454,8 @@ impl Session {
     #[wasm_bindgen(js_name = exportWeights)]
     pub async fn export_weights(&self) -> Result<Vec<u8>, JsError> {
         let model = self.current_model()?;
-        save_fcos(&model).await.map_err(error)
+        save_fcos(&model, WeightsFormat::Burnpack)
+            .await
+            .map_err(error)
     }
 }

@@ -1,17 +1,24 @@
-//! Saving and loading detector weights as bytes: burnpack (burn's own format,
-//! with the detector's configuration in its metadata) and safetensors.
+//! Saving and loading detector weights as bytes in two formats, both
+//! carrying the detector's configuration in their metadata: burnpack (burn's
+//! own format) and safetensors (Hugging Face's, with PyTorch's conventional
+//! tensor names, e.g. `backbone.0.conv.weight`, `backbone.0.norm.weight`).
+//! Loading tells the two apart by content.
 //!
 //! Writing reads every parameter with one asynchronous transaction, so it works
 //! where only asynchronous reads exist (WebGPU in the browser). Reading first
 //! passes the bytes through [`preflight`], then compares every tensor's shape
 //! with the model's, so that bad bytes are refused before they touch a model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::store::burn_pack::{self, Writer};
-use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
-use burn::tensor::{Bytes, Device, Tensor, Transaction};
+use burn::store::{
+    BurnToPyTorchAdapter, ModuleAdapter, ModuleContext, ModuleRecord, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore, SafetensorsStoreError, bridge,
+};
+use burn::tensor::{Bytes, DType, Device, Tensor, TensorData, Transaction};
+use safetensors::tensor::{Dtype, TensorView};
 use thiserror::Error;
 
 use crate::detector::fcos::{Fcos, FcosConfig};
@@ -20,7 +27,7 @@ mod preflight;
 
 pub use preflight::{
     ARCHITECTURE_KEY, ARCHITECTURES, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, FORMAT_VERSION,
-    PreflightError, WeightsInfo, preflight,
+    PreflightError, WeightsFormat, WeightsInfo, preflight,
 };
 
 /// Why weights cannot be written or read.
@@ -28,7 +35,7 @@ pub use preflight::{
 pub enum WeightsError {
     /// The bytes cannot be encoded or decoded as burnpack.
     #[error(
-        "the weights are not a readable burnpack file ({0}): the file may be truncated or of another format"
+        "the weights are not a readable burnpack file ({0}): the file may be truncated or of another format (veritune reads burnpack and safetensors)"
     )]
     Unreadable(String),
     /// The bytes failed the preflight check.
@@ -65,9 +72,29 @@ pub enum WeightsError {
     /// Reading from the device failed.
     #[error("reading the weights from the device failed: {0}")]
     Device(String),
-    /// safetensors encoding or decoding failed.
-    #[error("safetensors: {0}")]
+    /// The bytes look like safetensors but cannot be read or written as such.
+    #[error(
+        "the weights are not a readable safetensors file ({0}): the file may be truncated; export it again"
+    )]
     Safetensors(String),
+    /// A parameter has a data type safetensors files from veritune do not hold.
+    #[error("the parameter {name} has the data type {dtype:?}, which veritune does not export")]
+    UnsupportedDtype {
+        /// The parameter's path.
+        name: String,
+        /// Its data type.
+        dtype: DType,
+    },
+}
+
+/// One parameter read from the device.
+struct Parameter {
+    /// Its module path, e.g. `backbone.0.norm.gamma`.
+    path: String,
+    /// The container types from the model down to it, for burn's adapters.
+    containers: Vec<String>,
+    id: ParamId,
+    data: TensorData,
 }
 
 /// Walks a module's float parameters, naming each by its module path and
@@ -75,7 +102,8 @@ pub enum WeightsError {
 /// `transaction` starts as `Some`.
 struct Collect {
     path: Vec<String>,
-    entries: Vec<(String, ParamId, Vec<usize>)>,
+    containers: Vec<String>,
+    entries: Vec<(String, Vec<String>, ParamId, Vec<usize>)>,
     transaction: Option<Transaction>,
 }
 
@@ -83,6 +111,7 @@ impl Collect {
     fn walk<M: Module>(model: &M, read_values: bool) -> Self {
         let mut collect = Collect {
             path: Vec::new(),
+            containers: Vec::new(),
             entries: Vec::new(),
             transaction: read_values.then(Transaction::default),
         };
@@ -92,30 +121,33 @@ impl Collect {
 }
 
 impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
+        self.containers.pop();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let tensor = param.transform_for_save().val();
-        self.entries
-            .push((self.path.join("."), param.id, tensor.shape().to_vec()));
+        self.entries.push((
+            self.path.join("."),
+            self.containers.clone(),
+            param.id,
+            tensor.shape().to_vec(),
+        ));
         if let Some(transaction) = self.transaction.take() {
             self.transaction = Some(transaction.register(tensor));
         }
     }
 }
 
-/// The model's parameters as a burnpack file with `metadata`, read from the
-/// device with one asynchronous transaction.
-pub async fn to_burnpack<M: Module>(
-    model: &M,
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, WeightsError> {
+/// Every float parameter of the model, read from the device with one
+/// asynchronous transaction.
+async fn read_parameters<M: Module>(model: &M) -> Result<Vec<Parameter>, WeightsError> {
     let collect = Collect::walk(model, true);
     let data = match collect.transaction {
         Some(transaction) if !collect.entries.is_empty() => transaction
@@ -124,13 +156,30 @@ pub async fn to_burnpack<M: Module>(
             .map_err(|e| WeightsError::Device(format!("{e:?}")))?,
         _ => Vec::new(),
     };
-    let tensors = collect
+    Ok(collect
         .entries
         .into_iter()
         .zip(data)
-        .map(|((path, id, _), data)| {
-            let (bytes, shape, dtype) = data.into_parts();
-            burn_pack::Tensor::new(path, dtype, shape, Some(id.val()), bytes)
+        .map(|((path, containers, id, _), data)| Parameter {
+            path,
+            containers,
+            id,
+            data,
+        })
+        .collect())
+}
+
+/// The model's parameters as a burnpack file with `metadata`.
+pub async fn to_burnpack<M: Module>(
+    model: &M,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let tensors = read_parameters(model)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let (bytes, shape, dtype) = p.data.into_parts();
+            burn_pack::Tensor::new(p.path, dtype, shape, Some(p.id.val()), bytes)
         })
         .collect();
     let mut writer = Writer::new(tensors).with_metadata(FORMAT_KEY, FORMAT_VERSION);
@@ -168,7 +217,7 @@ fn check_shapes<M: Module>(
     let expected: BTreeMap<String, Vec<usize>> = Collect::walk(model, false)
         .entries
         .into_iter()
-        .map(|(path, _, shape)| (path, shape))
+        .map(|(path, _, _, shape)| (path, shape))
         .collect();
     let found: BTreeMap<&str, &Vec<usize>> = tensors.iter().map(|(n, s)| (n.as_str(), s)).collect();
     let missing: Vec<String> = expected
@@ -200,53 +249,115 @@ fn check_shapes<M: Module>(
     }
 }
 
-/// The small detector's weights and configuration as one burnpack file.
-pub async fn save_fcos(model: &Fcos) -> Result<Vec<u8>, WeightsError> {
+/// The metadata veritune stores with the small detector's weights.
+fn fcos_metadata(model: &Fcos) -> Result<BTreeMap<String, String>, WeightsError> {
     let config = serde_json::to_string(model.config())
         .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    let metadata = BTreeMap::from([
+    Ok(BTreeMap::from([
         (ARCHITECTURE_KEY.to_string(), FCOS_SMALL.to_string()),
         (CONFIG_KEY.to_string(), config),
-    ]);
-    to_burnpack(model, &metadata).await
+    ]))
 }
 
-/// A small detector built from the configuration in a burnpack file and
-/// loaded with its weights, on `device`; the configuration is checked before
-/// the detector is built.
-pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
-    let info = preflight(bytes)?;
+/// The small detector's weights and configuration as one file in `format`.
+pub async fn save_fcos(model: &Fcos, format: WeightsFormat) -> Result<Vec<u8>, WeightsError> {
+    let metadata = fcos_metadata(model)?;
+    match format {
+        WeightsFormat::Burnpack => to_burnpack(model, &metadata).await,
+        WeightsFormat::Safetensors => to_safetensors(model, &metadata).await,
+    }
+}
+
+/// The small detector's configuration stored with its weights (burnpack or
+/// safetensors), checked, without loading the weights.
+pub fn read_fcos_config(bytes: &[u8]) -> Result<FcosConfig, WeightsError> {
+    fcos_config(&preflight(bytes)?)
+}
+
+/// The small detector's configuration from what [`preflight`] found.
+fn fcos_config(info: &WeightsInfo) -> Result<FcosConfig, WeightsError> {
     if info.architecture != FCOS_SMALL {
-        return Err(PreflightError::UnknownArchitecture(info.architecture).into());
+        return Err(PreflightError::UnknownArchitecture(info.architecture.clone()).into());
     }
     let config: FcosConfig =
         serde_json::from_str(&info.config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
     config
         .check()
         .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    load_checked(config.init(device), bytes, &info)
+    Ok(config)
 }
 
-/// The model's parameters as safetensors bytes, named by module path
-/// (e.g. `backbone.0.conv.weight`).
-pub fn to_safetensors<M: Module>(model: &M) -> Result<Vec<u8>, WeightsError> {
-    let mut store = SafetensorsStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| WeightsError::Safetensors(e.to_string()))?;
-    store
-        .get_bytes()
+/// A small detector built from the configuration stored with its weights
+/// (burnpack or safetensors, told by content) and loaded with them, on
+/// `device`. The bytes pass [`preflight`] and the configuration is checked
+/// before the detector is built; burnpack shapes are compared before any
+/// value is loaded.
+pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
+    let info = preflight(bytes)?;
+    let model = fcos_config(&info)?.init(device);
+    match info.format {
+        WeightsFormat::Burnpack => load_checked(model, bytes, &info),
+        WeightsFormat::Safetensors => load_safetensors(model, bytes),
+    }
+}
+
+/// The safetensors data type of a parameter.
+fn safetensors_dtype(name: &str, dtype: DType) -> Result<Dtype, WeightsError> {
+    match dtype {
+        DType::F64 => Ok(Dtype::F64),
+        DType::F32 | DType::Flex32 => Ok(Dtype::F32),
+        DType::F16 => Ok(Dtype::F16),
+        DType::BF16 => Ok(Dtype::BF16),
+        other => Err(WeightsError::UnsupportedDtype {
+            name: name.to_string(),
+            dtype: other,
+        }),
+    }
+}
+
+/// The model's parameters as a safetensors file with `metadata` (plus
+/// `format: pt`, as PyTorch's writers mark theirs), under PyTorch's names
+/// and layouts: burn's module paths with normalisation `gamma`/`beta` as
+/// `weight`/`bias` and linear weights transposed to `[out, in]`.
+pub async fn to_safetensors<M: Module>(
+    model: &M,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
+    let mut tensors = Vec::new();
+    for parameter in read_parameters(model).await? {
+        let tensor = bridge::from_data(parameter.data, parameter.path, Some(parameter.id.val()));
+        let tensor = BurnToPyTorchAdapter.adapt(tensor, ModuleContext::new(&parameter.containers));
+        let name = tensor.name.clone();
+        let data = bridge::into_data(tensor).map_err(|e| WeightsError::Device(e.to_string()))?;
+        tensors.push((name, data));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, data)| {
+            let dtype = safetensors_dtype(name, data.dtype())?;
+            TensorView::new(dtype, data.shape().to_vec(), data.as_bytes())
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| WeightsError::Safetensors(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut header: HashMap<String, String> = metadata.clone().into_iter().collect();
+    header.insert(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string());
+    header.insert("format".to_string(), "pt".to_string());
+    safetensors::serialize(views, Some(header))
         .map_err(|e| WeightsError::Safetensors(e.to_string()))
 }
 
-/// Loads safetensors bytes into `model`; every parameter must be present with
-/// its shape.
+/// Loads safetensors bytes into `model`; every parameter must be present
+/// with its shape, under burn's or PyTorch's names, and no other tensor.
 pub fn load_safetensors<M: Module>(mut model: M, bytes: &[u8]) -> Result<M, WeightsError> {
-    let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()));
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| WeightsError::Safetensors(e.to_string()))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
+    let mut store =
+        SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter);
+    let result = model.load_from(&mut store).map_err(|e| match e {
+        SafetensorsStoreError::ValidationFailed(reason)
+        | SafetensorsStoreError::TensorNotFound(reason) => WeightsError::Mismatch(reason),
+        other => WeightsError::Safetensors(other.to_string()),
+    })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(WeightsError::Mismatch(format!("{result}")));
     }
     Ok(model)

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use common::cli::{failure, init_model, text, veritune, workdir, write_set};
 use common::{Scene, tiny_config, tiny_detector};
-use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
 use veritune::geometry::{BBox, LabeledBox};
 use veritune::verdict::ImageVerdicts;
 use veritune::weights::{
-    ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, save_fcos, to_burnpack, to_safetensors,
+    ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, WeightsFormat, save_fcos, to_burnpack,
+    to_safetensors,
 };
 
 fn path(p: &Path) -> &str {
@@ -287,7 +289,11 @@ fn weights_with(metadata: &[(&str, &str)]) -> Vec<u8> {
 fn bad_weights_are_refused_before_anything_is_written() {
     let dir = workdir("bad-weights");
     let annotations = write_set(&dir, Scene::New, 1, 3);
-    let good = pollster::block_on(save_fcos(&tiny_detector(&Device::flex()))).expect("save");
+    let good = pollster::block_on(save_fcos(
+        &tiny_detector(&Device::flex()),
+        WeightsFormat::Burnpack,
+    ))
+    .expect("save");
     let config = serde_json::to_string(&tiny_config()).unwrap();
     let mut newer_container = good.clone();
     newer_container[4..6].copy_from_slice(&7u16.to_le_bytes());
@@ -312,8 +318,12 @@ fn bad_weights_are_refused_before_anything_is_written() {
         ),
         (
             "tensors.safetensors",
-            to_safetensors(&tiny_detector(&Device::flex())).expect("safetensors"),
-            "looks like a safetensors file",
+            pollster::block_on(to_safetensors(
+                &tiny_detector(&Device::flex()),
+                &BTreeMap::new(),
+            ))
+            .expect("safetensors"),
+            "not written by veritune",
         ),
         (
             "wide.bpk",
@@ -355,9 +365,9 @@ fn bad_weights_are_refused_before_anything_is_written() {
 fn weights_of_a_model_with_other_classes_are_named_as_such() {
     let dir = workdir("other-classes");
     let model = init_model(&dir);
-    let json = to_coco_json(&CocoDataset {
+    let json = to_coco_json(&LabelSet {
         class_names: vec!["a".into(), "b".into(), "c".into()],
-        images: vec![CocoImage {
+        images: vec![ImageLabels {
             file_name: "scène 0.png".into(),
             width: 64,
             height: 64,

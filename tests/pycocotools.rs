@@ -9,12 +9,16 @@
 //! environment at `target/pyenv` when they are not there yet, and fails when
 //! Python or pip does.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::python::python_with;
 use serde_json::{Value, json};
-use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
 use veritune::geometry::{BBox, Detection, LabeledBox};
 use veritune::metrics::{ImageEval, mean_average_precision};
 
@@ -98,7 +102,7 @@ fn write(path: &Path, text: &str) {
 /// The ground truth as COCO JSON: image `i` gets id `i + 1`, class `c`
 /// category id `c + 1`.
 fn ground_truth_json(fixture: &Fixture) -> String {
-    to_coco_json(&CocoDataset {
+    to_coco_json(&LabelSet {
         class_names: (0..fixture.num_classes)
             .map(|c| format!("class {c}"))
             .collect(),
@@ -106,7 +110,7 @@ fn ground_truth_json(fixture: &Fixture) -> String {
             .images
             .iter()
             .enumerate()
-            .map(|(i, image)| CocoImage {
+            .map(|(i, image)| ImageLabels {
                 file_name: format!("image_{i}.jpg"),
                 width: 640,
                 height: 640,
@@ -172,65 +176,11 @@ fn run_pycocotools(ground_truth: &Path, detections: &Path) -> Value {
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .expect("CARGO_TARGET_TMPDIR lies inside the target folder");
-        let venv = target.join("pyenv");
-        let python = if cfg!(windows) {
-            venv.join("Scripts").join("python.exe")
-        } else {
-            venv.join("bin").join("python")
-        };
-        if !python.exists() {
-            let venv_arg = venv.to_string_lossy();
-            run_checked(
-                "python3",
-                &["-m", "venv", &venv_arg],
-                "create the Python virtual environment",
-            );
-        }
-        let python_arg = python.to_string_lossy();
-        let import = ["-c", "import numpy, pycocotools.coco, pycocotools.cocoeval"];
-        let importable = Command::new(&python)
-            .args(import)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !importable {
-            run_checked(
-                &python_arg,
-                &[
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "numpy",
-                    "pycocotools>=2.0.7",
-                ],
-                "install pycocotools and numpy from PyPI",
-            );
-            run_checked(
-                &python_arg,
-                &import,
-                "import pycocotools after installing it",
-            );
-        }
-        python
+        python_with(
+            &["numpy", "pycocotools>=2.0.7"],
+            "import numpy, pycocotools.coco, pycocotools.cocoeval",
+        )
     })
-}
-
-/// Runs `program` with `args`, failing the test with its output if it fails.
-fn run_checked(program: &str, args: &[&str], purpose: &str) {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot {purpose}: running `{program}` failed: {e}; install Python 3 with venv and pip")
-    });
-    assert!(
-        output.status.success(),
-        "cannot {purpose}: `{program} {}` exited with {}:\n{}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn truth(x0: f32, y0: f32, x1: f32, y1: f32, class: usize) -> LabeledBox {

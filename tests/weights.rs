@@ -1,6 +1,6 @@
-//! Weights as bytes: burnpack round trips exactly, carries the configuration,
-//! and refuses files that do not fit, before they touch a model; safetensors
-//! round trips too.
+//! Weights as bytes: burnpack and safetensors round trip exactly, carry the
+//! configuration, are told apart by content, and files that do not fit are
+//! refused; safetensors use PyTorch's names and still read burn's.
 
 mod common;
 
@@ -11,11 +11,16 @@ use common::{parameters, tiny_config, tiny_detector};
 use veritune::detector::fcos::FcosConfig;
 use veritune::weights::{
     ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, PreflightError, WeightsError,
-    load_burnpack, load_fcos, load_safetensors, preflight, save_fcos, to_burnpack, to_safetensors,
+    WeightsFormat, load_burnpack, load_fcos, load_safetensors, preflight, read_fcos_config,
+    save_fcos, to_burnpack, to_safetensors,
 };
 
 fn saved() -> Vec<u8> {
-    pollster::block_on(save_fcos(&tiny_detector(&Device::flex()))).expect("save")
+    pollster::block_on(save_fcos(
+        &tiny_detector(&Device::flex()),
+        WeightsFormat::Burnpack,
+    ))
+    .expect("save")
 }
 
 /// The tiny detector's weights with `metadata` instead of what `save_fcos` writes.
@@ -39,7 +44,7 @@ fn preflight_error(bytes: &[u8]) -> PreflightError {
 fn burnpack_round_trip_is_exact_and_keeps_the_configuration() {
     let device = Device::flex();
     let model = tiny_detector(&device);
-    let bytes = pollster::block_on(save_fcos(&model)).expect("save");
+    let bytes = pollster::block_on(save_fcos(&model, WeightsFormat::Burnpack)).expect("save");
     let loaded = load_fcos(&bytes, &device).expect("load");
     assert_eq!(loaded.config(), model.config());
     assert_eq!(parameters(&loaded), parameters(&model));
@@ -74,19 +79,36 @@ fn truncated_weights_are_refused_at_every_length() {
     ));
     let err = preflight_error(&bytes[..bytes.len() - 1]);
     assert!(matches!(err, PreflightError::Damaged(_)), "{err}");
+    let err = load_fcos(b"not weights at all", &Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("not veritune weights"), "{err}");
 }
 
 #[test]
 fn foreign_files_are_named_for_what_they_are() {
     let err = preflight_error(b"not weights at all");
     assert!(err.to_string().contains("burnpack signature"), "{err}");
-    let safetensors = to_safetensors(&tiny_detector(&Device::flex())).expect("safetensors");
-    let err = preflight_error(&safetensors);
     assert!(err.to_string().contains("safetensors"), "{err}");
-    assert!(matches!(
-        preflight_error(&[]),
-        PreflightError::NotBurnpack { .. }
-    ));
+    assert!(matches!(preflight_error(&[]), PreflightError::NotBurnpack));
+    // safetensors are accepted, but only with veritune's metadata.
+    let foreign = pollster::block_on(to_safetensors(
+        &tiny_detector(&Device::flex()),
+        &BTreeMap::new(),
+    ))
+    .expect("safetensors");
+    assert_eq!(
+        preflight_error(&foreign),
+        PreflightError::MissingMetadata(ARCHITECTURE_KEY)
+    );
+    let ours = pollster::block_on(save_fcos(
+        &tiny_detector(&Device::flex()),
+        WeightsFormat::Safetensors,
+    ))
+    .expect("safetensors");
+    let info = preflight(&ours).expect("veritune's safetensors pass");
+    assert_eq!(info.format, WeightsFormat::Safetensors);
+    assert_eq!(info.architecture, FCOS_SMALL);
+    let err = preflight_error(&ours[..ours.len() / 2]);
+    assert!(matches!(err, PreflightError::Safetensors(_)), "{err}");
 }
 
 #[test]
@@ -197,14 +219,77 @@ fn weights_of_another_model_do_not_load_and_leave_it_as_it_was() {
     assert!(matches!(err, WeightsError::ShapeMismatch { .. }), "{err}");
 }
 
+fn contains(bytes: &[u8], text: &str) -> bool {
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
 #[test]
-fn safetensors_round_trip_with_conventional_names() {
+fn safetensors_round_trip_is_exact_with_pytorch_names_and_the_configuration() {
     let device = Device::flex();
     let model = tiny_detector(&device);
-    let bytes = to_safetensors(&model).expect("safetensors");
-    assert!(bytes.windows(22).any(|w| w == b"backbone.0.conv.weight"));
-    let fresh = tiny_detector(&device);
-    assert_ne!(parameters(&fresh), parameters(&model));
-    let loaded = load_safetensors(fresh, &bytes).expect("load");
+    let bytes = pollster::block_on(save_fcos(&model, WeightsFormat::Safetensors)).expect("save");
+    assert_eq!(WeightsFormat::detect(&bytes), WeightsFormat::Safetensors);
+    for name in [
+        "backbone.0.conv.weight",
+        "backbone.0.norm.weight",
+        "backbone.0.norm.bias",
+    ] {
+        assert!(contains(&bytes, name), "{name}");
+    }
+    assert!(!contains(&bytes, "norm.gamma") && !contains(&bytes, "norm.beta"));
+    assert_eq!(&read_fcos_config(&bytes).expect("config"), model.config());
+    let loaded = load_fcos(&bytes, &device).expect("load");
+    assert_eq!(loaded.config(), model.config());
     assert_eq!(parameters(&loaded), parameters(&model));
+}
+
+#[test]
+fn burnpack_is_told_from_safetensors_and_by_file_name() {
+    let bytes = pollster::block_on(save_fcos(
+        &tiny_detector(&Device::flex()),
+        WeightsFormat::Burnpack,
+    ))
+    .expect("save");
+    assert_eq!(WeightsFormat::detect(&bytes), WeightsFormat::Burnpack);
+    assert_eq!(WeightsFormat::detect(b"short"), WeightsFormat::Burnpack);
+    assert_eq!(
+        WeightsFormat::for_file_name("run 1/adapted.SafeTensors"),
+        WeightsFormat::Safetensors
+    );
+    assert_eq!(
+        WeightsFormat::for_file_name("adapted.bpk"),
+        WeightsFormat::Burnpack
+    );
+}
+
+#[test]
+fn safetensors_with_burns_own_names_still_load() {
+    use burn::store::{ModuleSnapshot, SafetensorsStore};
+    let device = Device::flex();
+    let model = tiny_detector(&device);
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).expect("burn's writer");
+    let bytes = store.get_bytes().expect("bytes");
+    assert!(contains(&bytes, "backbone.0.norm.gamma"));
+    let loaded = load_safetensors(tiny_detector(&device), &bytes).expect("load");
+    assert_eq!(parameters(&loaded), parameters(&model));
+}
+
+#[test]
+fn safetensors_that_do_not_fit_are_refused() {
+    let device = Device::flex();
+    let bytes = pollster::block_on(save_fcos(
+        &tiny_detector(&device),
+        WeightsFormat::Safetensors,
+    ))
+    .expect("save");
+    let other = FcosConfig::new(vec!["a".into(), "b".into(), "c".into()])
+        .with_input_size(64)
+        .with_width(4)
+        .init(&device);
+    let err = load_safetensors(other, &bytes).unwrap_err();
+    assert!(matches!(err, WeightsError::Mismatch(_)), "{err}");
+    let truncated = &bytes[..bytes.len() - 10];
+    let err = load_fcos(truncated, &device).unwrap_err();
+    assert!(err.to_string().contains("safetensors"), "{err}");
 }

@@ -1,56 +1,18 @@
 //! COCO object-detection JSON (`images`, `annotations`, `categories`): read
-//! into per-image labelled boxes with validation, and written back.
+//! into a [`LabelSet`] with validation, and written back. Fields veritune does
+//! not use (`info`, `licenses`, `segmentation`, `iscrowd`, ...) are ignored.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::{ImageLabels, LabelSet};
 use crate::geometry::{BBox, LabeledBox};
-
-/// A detection dataset: class names and the labelled images.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CocoDataset {
-    /// Class names; a box's `class` indexes this list. Read from the
-    /// categories in ascending id order.
-    pub class_names: Vec<String>,
-    /// The images, in file order, with their boxes.
-    pub images: Vec<CocoImage>,
-}
-
-/// One image of a [`CocoDataset`] and its ground-truth boxes.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CocoImage {
-    /// Image file name, relative to the dataset's image folder.
-    pub file_name: String,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// The labelled objects, in annotation order.
-    pub boxes: Vec<LabeledBox>,
-}
 
 /// Why a COCO JSON document cannot be read.
 #[derive(Debug, Error)]
 pub enum CocoError {
-    /// The file could not be read.
-    #[error("cannot read the COCO file {path}: {error}; check the path and its permissions")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the system reported.
-        error: std::io::Error,
-    },
-    /// The file was read but its content is wrong.
-    #[error("in the COCO file {path}: {problem}")]
-    InFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with its content.
-        problem: Box<CocoError>,
-    },
     /// The text is not JSON, or a field is missing or of the wrong type.
     #[error(
         "the COCO JSON is malformed: {0}; fix it there (COCO detection JSON needs `images` with id, file_name, width, height, `annotations` with id, image_id, category_id, bbox [x, y, width, height], and `categories` with id, name)"
@@ -202,7 +164,7 @@ struct CategoryOut<'a> {
 /// Reads and checks a COCO detection JSON document. Boxes reaching over the
 /// edge of their image are cut to it; boxes with no area, or none inside
 /// their image, are refused.
-pub fn read_coco(json: &str) -> Result<CocoDataset, CocoError> {
+pub fn read_coco(json: &str) -> Result<LabelSet, CocoError> {
     let file: CocoFileIn = serde_json::from_str(json).map_err(CocoError::Json)?;
 
     let mut categories: Vec<&CategoryIn> = file.categories.iter().collect();
@@ -224,7 +186,7 @@ pub fn read_coco(json: &str) -> Result<CocoDataset, CocoError> {
         if image_index.insert(image.id, images.len()).is_some() {
             return Err(CocoError::DuplicateImageId { image_id: image.id });
         }
-        images.push(CocoImage {
+        images.push(ImageLabels {
             file_name: image.file_name,
             width: image.width,
             height: image.height,
@@ -250,27 +212,15 @@ pub fn read_coco(json: &str) -> Result<CocoDataset, CocoError> {
         image.boxes.push(LabeledBox { bbox, class });
     }
 
-    Ok(CocoDataset {
+    Ok(LabelSet {
         class_names: categories.iter().map(|c| c.name.clone()).collect(),
         images,
     })
 }
 
-/// Reads and checks the COCO detection JSON file at `path`; errors name it.
-pub fn read_coco_file(path: &Path) -> Result<CocoDataset, CocoError> {
-    let json = std::fs::read_to_string(path).map_err(|error| CocoError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    read_coco(&json).map_err(|problem| CocoError::InFile {
-        path: path.to_path_buf(),
-        problem: Box::new(problem),
-    })
-}
-
 /// The dataset as pretty-printed COCO JSON; image, annotation and category
 /// ids count from 1, category `i + 1` being class `i`.
-pub fn to_coco_json(dataset: &CocoDataset) -> String {
+pub fn to_coco_json(dataset: &LabelSet) -> String {
     let mut annotations = Vec::new();
     for (image_index, image) in dataset.images.iter().enumerate() {
         for labeled in &image.boxes {
@@ -434,10 +384,10 @@ mod tests {
 
     #[test]
     fn written_dataset_reads_back_equal() {
-        let dataset = CocoDataset {
+        let dataset = LabelSet {
             class_names: vec!["chat".into(), "Hund 🐕".into(), "猫".into()],
             images: vec![
-                CocoImage {
+                ImageLabels {
                     file_name: "été/ñandú 写真.jpg".into(),
                     width: 640,
                     height: 480,
@@ -452,13 +402,13 @@ mod tests {
                         },
                     ],
                 },
-                CocoImage {
+                ImageLabels {
                     file_name: "empty.png".into(),
                     width: 1,
                     height: 1,
                     boxes: Vec::new(),
                 },
-                CocoImage {
+                ImageLabels {
                     file_name: "b.jpg".into(),
                     width: 32,
                     height: 16,
@@ -476,9 +426,9 @@ mod tests {
 
     #[test]
     fn written_ids_count_from_one() {
-        let dataset = CocoDataset {
+        let dataset = LabelSet {
             class_names: vec!["a".into()],
-            images: vec![CocoImage {
+            images: vec![ImageLabels {
                 file_name: "x.jpg".into(),
                 width: 8,
                 height: 8,
@@ -623,28 +573,5 @@ mod tests {
         assert!(err.to_string().contains("line 2 column 12"), "{err}");
         let short_box = document(&annotation("[1, 2, 3]"));
         assert!(matches!(read_coco(&short_box), Err(CocoError::Json(_))));
-    }
-
-    #[test]
-    fn file_errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("veritune-coco-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir is writable");
-        let path = dir.join("broken.json");
-        std::fs::write(&path, document(&annotation("[0, 0, 0, 0]")))
-            .expect("temp file is writable");
-        let err = read_coco_file(&path).expect_err("zero-area box");
-        assert!(
-            matches!(&err, CocoError::InFile { problem, .. } if matches!(**problem, CocoError::EmptyBox { .. }))
-        );
-        assert!(err.to_string().contains("broken.json"), "{err}");
-
-        let missing = dir.join("missing.json");
-        let err = read_coco_file(&missing).expect_err("no such file");
-        assert!(matches!(err, CocoError::Io { .. }));
-        assert!(err.to_string().contains("missing.json"), "{err}");
-
-        std::fs::write(&path, PUBLISHED_LAYOUT).expect("temp file is writable");
-        assert_eq!(read_coco_file(&path).expect("valid file").images.len(), 2);
-        std::fs::remove_dir_all(&dir).expect("temp dir is removable");
     }
 }

@@ -1,12 +1,14 @@
-//! The checks weight bytes pass before any tensor is made: the burnpack
-//! container (signature, version, header, metadata, every tensor's extent)
-//! and veritune's metadata (format version, architecture, configuration).
+//! The checks weight bytes pass before any tensor is made: the container
+//! (burnpack: signature, version, header, metadata, every tensor's extent;
+//! safetensors: header, every tensor's extent) and veritune's metadata
+//! (format version, architecture, configuration).
 //! No tensors and no device here, so a bad file is refused before it can
 //! touch a model.
 
 use std::collections::BTreeMap;
 
 use burn_pack::{Bytes, HEADER_SIZE, Header, MAGIC_NUMBER, Reader};
+use safetensors::SafeTensors;
 use thiserror::Error;
 
 /// Metadata key naming the architecture.
@@ -22,16 +24,57 @@ pub const FCOS_SMALL: &str = "fcos-small";
 /// The architectures this build can load.
 pub const ARCHITECTURES: &[&str] = &[FCOS_SMALL];
 
+/// The two weight file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// burn's burnpack.
+    Burnpack,
+    /// Hugging Face's safetensors, loadable by PyTorch's `safetensors` reader.
+    Safetensors,
+}
+
+impl WeightsFormat {
+    /// The format of `bytes`, told by content: safetensors when they start
+    /// with a header length followed by a JSON object that fits in them,
+    /// burnpack otherwise.
+    pub fn detect(bytes: &[u8]) -> Self {
+        let header = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        let fits = header.is_some_and(|n| n >= 2 && n <= (bytes.len() - 8) as u64);
+        if fits && bytes.get(8) == Some(&b'{') {
+            WeightsFormat::Safetensors
+        } else {
+            WeightsFormat::Burnpack
+        }
+    }
+
+    /// The format a file name asks for: safetensors for `.safetensors`,
+    /// burnpack for anything else.
+    pub fn for_file_name(name: &str) -> Self {
+        let extension = name.rsplit_once('.').map(|(_, e)| e);
+        if extension.is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+            WeightsFormat::Safetensors
+        } else {
+            WeightsFormat::Burnpack
+        }
+    }
+}
+
 /// What the preflight check found in weight bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightsInfo {
+    /// The container format.
+    pub format: WeightsFormat,
     /// The architecture named in the metadata, one of [`ARCHITECTURES`].
     pub architecture: String,
     /// The detector configuration as stored (JSON).
     pub config: String,
     /// Every metadata entry.
     pub metadata: BTreeMap<String, String>,
-    /// Every tensor's name and shape, in name order.
+    /// Every tensor's name and shape as stored (safetensors: PyTorch's
+    /// names and layouts), in name order.
     pub tensors: Vec<(String, Vec<usize>)>,
 }
 
@@ -50,14 +93,16 @@ pub enum PreflightError {
         /// `header` or `metadata`.
         part: &'static str,
     },
-    /// The bytes do not start with the burnpack signature.
+    /// The bytes start with neither the burnpack signature nor a
+    /// safetensors header.
     #[error(
-        "the file is not veritune weights: it does not start with the burnpack signature{hint}; give a .bpk file exported by veritune"
+        "the file is not veritune weights: it starts with neither the burnpack signature nor a safetensors header; give a .bpk or .safetensors file exported by veritune"
     )]
-    NotBurnpack {
-        /// What the bytes look like instead, when recognised.
-        hint: &'static str,
-    },
+    NotBurnpack,
+    /// The bytes start as safetensors but their header or tensors are
+    /// malformed or cut short.
+    #[error("the safetensors weights file is damaged or truncated ({0}): copy or export it again")]
+    Safetensors(String),
     /// The burnpack container is of a newer version than this build reads.
     #[error(
         "the weights file uses burnpack container version {found}, newer than version {supported} that this veritune reads: it was made by a newer veritune; update veritune"
@@ -100,17 +145,48 @@ pub enum PreflightError {
 }
 
 /// Checks weight bytes without making any tensor: the container is
-/// burnpack, not newer than this build, complete (every tensor's bytes
-/// present), and carries veritune's format version, a known architecture
-/// and a configuration.
+/// burnpack (not newer than this build) or safetensors, complete (every
+/// tensor's bytes present), and carries veritune's format version, a known
+/// architecture and a configuration.
 pub fn preflight(bytes: &[u8]) -> Result<WeightsInfo, PreflightError> {
     let magic = MAGIC_NUMBER.to_le_bytes();
     let start = &bytes[..bytes.len().min(magic.len())];
-    if bytes.is_empty() || !magic.starts_with(start) {
-        return Err(PreflightError::NotBurnpack {
-            hint: look_alike(bytes),
-        });
+    if !bytes.is_empty() && magic.starts_with(start) {
+        preflight_burnpack(bytes)
+    } else if looks_like_safetensors(bytes) {
+        preflight_safetensors(bytes)
+    } else {
+        Err(PreflightError::NotBurnpack)
     }
+}
+
+/// Whether bytes start as safetensors: an 8-byte little-endian header
+/// length, then a JSON object.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    bytes.get(8) == Some(&b'{')
+}
+
+/// The safetensors container: the header parses and every tensor's bytes
+/// are present.
+fn preflight_safetensors(bytes: &[u8]) -> Result<WeightsInfo, PreflightError> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| PreflightError::Safetensors(e.to_string()))?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut tensors: Vec<(String, Vec<usize>)> = header
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.shape.clone()))
+        .collect();
+    tensors.sort();
+    checked_metadata(WeightsFormat::Safetensors, metadata, tensors)
+}
+
+fn preflight_burnpack(bytes: &[u8]) -> Result<WeightsInfo, PreflightError> {
     if bytes.len() < HEADER_SIZE {
         return Err(PreflightError::Truncated {
             len: bytes.len(),
@@ -141,7 +217,15 @@ pub fn preflight(bytes: &[u8]) -> Result<WeightsInfo, PreflightError> {
         .into_iter()
         .map(|t| (t.name, t.shape.to_vec()))
         .collect();
+    checked_metadata(WeightsFormat::Burnpack, metadata, tensors)
+}
 
+/// veritune's entries in the `metadata` of a container of `format`.
+fn checked_metadata(
+    format: WeightsFormat,
+    metadata: BTreeMap<String, String>,
+    tensors: Vec<(String, Vec<usize>)>,
+) -> Result<WeightsInfo, PreflightError> {
     let entry = |key: &'static str| {
         metadata
             .get(key)
@@ -155,6 +239,7 @@ pub fn preflight(bytes: &[u8]) -> Result<WeightsInfo, PreflightError> {
     }
     let config = entry(CONFIG_KEY)?;
     Ok(WeightsInfo {
+        format,
         architecture,
         config,
         metadata,
@@ -179,14 +264,4 @@ fn check_format_version(found: &str) -> Result<(), PreflightError> {
 
 fn damaged(error: burn_pack::Error) -> PreflightError {
     PreflightError::Damaged(error.to_string())
-}
-
-/// What bytes that are not burnpack look like, for the message.
-fn look_alike(bytes: &[u8]) -> &'static str {
-    // safetensors: an 8-byte little-endian header length, then JSON.
-    if bytes.get(8) == Some(&b'{') {
-        " (it looks like a safetensors file)"
-    } else {
-        ""
-    }
 }

@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use veritune::formats::coco::{CocoDataset, CocoImage, to_coco_json};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
 
 use super::{SIZE, Scene, scene};
 
@@ -46,7 +47,7 @@ pub fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
             ::image::ExtendedColorType::Rgb8,
         )
         .expect("png");
-        images.push(CocoImage {
+        images.push(ImageLabels {
             file_name,
             width: SIZE as u32,
             height: SIZE as u32,
@@ -54,7 +55,7 @@ pub fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
         });
     }
     let path = dir.join("annotations.json");
-    let dataset = CocoDataset {
+    let dataset = LabelSet {
         class_names: vec!["square".into(), "ring".into()],
         images,
     };

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod python;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
