@@ -1,0 +1,49 @@
+//! The YOLO reader never panics; what it accepts has valid boxes inside
+//! their images and known classes, and writing it out does not panic.
+//!
+//! The input is a label file for a 640x480 image `x.png`, optionally
+//! preceded by its class list and a line `---`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use veritune_fuzz::formats::yolo::{CLASSES_FILE, read_yolo, write_yolo};
+use veritune_fuzz::formats::{ImageSize, TextFile};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (classes, labels) = text.split_once("\n---\n").unwrap_or(("a\nb\nc\n", text));
+    let classes = TextFile {
+        name: CLASSES_FILE.to_string(),
+        text: classes.to_string(),
+    };
+    let images = [ImageSize {
+        file_name: "x.png".to_string(),
+        width: 640,
+        height: 480,
+    }];
+    let labels = [TextFile {
+        name: "x.txt".to_string(),
+        text: labels.to_string(),
+    }];
+    let Ok(set) = read_yolo(&classes, &images, &labels) else {
+        return;
+    };
+    for image in &set.images {
+        for labeled in &image.boxes {
+            let b = labeled.bbox;
+            assert!(b.is_valid(), "{b:?}");
+            assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
+            assert!(
+                b.x1 <= image.width as f32 && b.y1 <= image.height as f32,
+                "{b:?}"
+            );
+            assert!(labeled.class < set.class_names.len());
+        }
+    }
+    if let Ok(files) = write_yolo(&set) {
+        let _ = read_yolo(&files[0], &images, &files[1..]);
+    }
+});
