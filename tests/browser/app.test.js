@@ -10,6 +10,7 @@ import {
   DOWNLOADS,
   ROOT,
   TRAIN_MS,
+  VERITUNE_BIN,
   WAIT_MS,
   appUrl,
   counters,
@@ -200,7 +201,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     // The native CLI loads the download, and it predicts differently from the meta-model.
     const image = join(ROOT, 'www/samples/transfer/transfer-00.png');
     const predict = (model) =>
-      execFileSync(join(ROOT, 'target/debug/veritune'), ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
+      execFileSync(VERITUNE_BIN, ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
     assert.notEqual(predict(weights), predict(join(ROOT, 'www/assets/model.bpk')), 'the adapted weights differ');
     await screenshot(page, '05-exported.png');
   });

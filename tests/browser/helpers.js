@@ -4,7 +4,7 @@
 // Environment:
 //   VERITUNE_SERVE   command that serves www/ ("{port}" is replaced by a free
 //                    port, else "--port N" is appended). Default:
-//                    target/debug/veritune serve --port {port}
+//                    $CARGO_TARGET_DIR (or target)/debug/veritune serve --port {port}
 //   CHROMIUM         browser binary (default /usr/bin/chromium).
 //   VERITUNE_TIMEOUT_MS        waits for page states (default 180000).
 //   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000).
@@ -22,6 +22,8 @@ export const WAIT_MS = Number(process.env.VERITUNE_TIMEOUT_MS || 180_000);
 export const TRAIN_MS = Number(process.env.VERITUNE_TRAIN_TIMEOUT_MS || 900_000);
 export const SCREENSHOTS = join(ROOT, 'target/screenshots');
 export const DOWNLOADS = join(ROOT, 'target/browser');
+/** The CLI binary that scripts/build-web builds (debug profile). */
+export const VERITUNE_BIN = resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target', 'debug/veritune');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -40,10 +42,10 @@ function freePort() {
 /** Starts the server under test and waits until it answers; `stop()` ends it. */
 export async function startServer() {
   const port = await freePort();
-  let cmd = process.env.VERITUNE_SERVE || 'target/debug/veritune serve --port {port}';
+  let cmd = process.env.VERITUNE_SERVE || `'${VERITUNE_BIN}' serve --port {port}`;
   cmd = cmd.includes('{port}') ? cmd.replaceAll('{port}', String(port)) : `${cmd} --port ${port}`;
-  if (!process.env.VERITUNE_SERVE && !existsSync(join(ROOT, 'target/debug/veritune'))) {
-    throw new Error('target/debug/veritune is missing: run scripts/build-web first, or set VERITUNE_SERVE');
+  if (!process.env.VERITUNE_SERVE && !existsSync(VERITUNE_BIN)) {
+    throw new Error(`${VERITUNE_BIN} is missing: run scripts/build-web first, or set VERITUNE_SERVE`);
   }
   if (!existsSync(join(ROOT, 'www/pkg/veritune_bg.wasm'))) {
     throw new Error('www/pkg/ has no wasm module: run scripts/build-web first');
