@@ -31,18 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(set) = read_yolo(&classes, &images, &labels) else {
         return;
     };
-    for image in &set.images {
-        for labeled in &image.boxes {
-            let b = labeled.bbox;
-            assert!(b.is_valid(), "{b:?}");
-            assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
-            assert!(
-                b.x1 <= image.width as f32 && b.y1 <= image.height as f32,
-                "{b:?}"
-            );
-            assert!(labeled.class < set.class_names.len());
-        }
-    }
+    veritune_fuzz::assert_boxes_inside(&set);
     if let Ok(files) = write_yolo(&set) {
         let _ = read_yolo(&files[0], &images, &files[1..]);
     }

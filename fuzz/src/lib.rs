@@ -15,3 +15,20 @@ pub mod image;
 pub mod preflight;
 #[path = "../../src/verdict.rs"]
 pub mod verdict;
+
+/// Panics unless every box of an accepted label set is valid, lies inside its
+/// image and has a class of the set: what every annotation reader promises.
+pub fn assert_boxes_inside(set: &formats::LabelSet) {
+    for image in &set.images {
+        for labeled in &image.boxes {
+            let b = labeled.bbox;
+            assert!(b.is_valid(), "{b:?}");
+            assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
+            assert!(
+                b.x1 <= image.width as f32 && b.y1 <= image.height as f32,
+                "{b:?}"
+            );
+            assert!(labeled.class < set.class_names.len());
+        }
+    }
+}
