@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use veritune::benchmark::plot::plot_quality;
 use veritune::benchmark::quality::{
-    Baseline, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
+    Baseline, HeldOut, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
     rounds_markdown, run_quality, run_rounds, summarize,
 };
 use veritune::dataset::{
@@ -269,6 +269,19 @@ enum Bench {
         /// Only the two-round experiment.
         #[arg(long)]
         rounds_only: bool,
+        /// Epochs of every fine-tuning run (default 10).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Adam's learning rate (default 5e-4).
+        #[arg(long)]
+        learning_rate: Option<f64>,
+        /// Measure on the test scenes (the reported figures) or on validation
+        /// scenes (to choose epochs and learning rate without touching the test scenes).
+        #[arg(long, value_enum, default_value = "test")]
+        held_out: HeldOut,
+        /// Held-out scenes per scenario (default 200).
+        #[arg(long)]
+        scenes: Option<usize>,
         /// Verified images per round in the two-round experiment (0 skips it).
         #[arg(long, default_value_t = 20)]
         rounds_n: usize,
@@ -423,6 +436,10 @@ fn run(cli: Cli) -> CliResult {
                     rules,
                     merge,
                     rounds_only,
+                    epochs,
+                    learning_rate,
+                    held_out,
+                    scenes,
                     rounds_n,
                     output,
                 },
@@ -443,6 +460,16 @@ fn run(cli: Cli) -> CliResult {
             }
             if let Some(rules) = rules {
                 config.rules = rules;
+            }
+            if let Some(epochs) = epochs {
+                config.epochs = epochs;
+            }
+            if let Some(learning_rate) = learning_rate {
+                config.learning_rate = learning_rate;
+            }
+            config.held_out = held_out;
+            if let Some(scenes) = scenes {
+                config.test_scenes = scenes;
             }
             if rounds_only {
                 config.sizes.clear();

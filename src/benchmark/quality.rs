@@ -46,6 +46,30 @@ pub struct QualityConfig {
     pub test_scenes: usize,
     /// Seed the meta-model was pretrained with (its training scenes are the history).
     pub data_seed: u64,
+    /// Which scenes the figures are measured on.
+    pub held_out: HeldOut,
+}
+
+/// The scenes a benchmark measures on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeldOut {
+    /// The held-out test scenes (the reported figures).
+    Test,
+    /// Validation scenes from the training split, never used for fine-tuning:
+    /// where settings such as epochs and learning rate are chosen, so that
+    /// the test scenes are never tuned on.
+    Validation,
+}
+
+impl HeldOut {
+    /// Split and seed of the scenes of this kind for a data seed.
+    fn split_and_seed(self, data_seed: u64) -> (Split, u64) {
+        match self {
+            HeldOut::Test => (Split::Test, eval_seed(data_seed)),
+            HeldOut::Validation => (Split::Train, 2000 + data_seed),
+        }
+    }
 }
 
 impl QualityConfig {
@@ -61,6 +85,7 @@ impl QualityConfig {
             history_size: 256,
             test_scenes: 200,
             data_seed: 0,
+            held_out: HeldOut::Test,
         }
     }
 
@@ -234,38 +259,19 @@ pub struct TestSets {
 }
 
 impl TestSets {
-    /// The held-out scenes the pretraining manifest reports on.
+    /// The held-out scenes of `config.held_out` (for the test scenes, those
+    /// the pretraining manifest reports on).
     pub fn new(
         generator: &SceneGenerator,
         config: &QualityConfig,
         size: usize,
     ) -> Result<Self, String> {
-        let seed = eval_seed(config.data_seed);
+        let (split, seed) = config.held_out.split_and_seed(config.data_seed);
+        let of = |scenario| scenes(generator, scenario, split, config.test_scenes, seed, size);
         Ok(Self {
-            general: scenes(
-                generator,
-                Scenario::General,
-                Split::Test,
-                config.test_scenes,
-                seed,
-                size,
-            )?,
-            transfer: scenes(
-                generator,
-                Scenario::Transfer,
-                Split::Test,
-                config.test_scenes,
-                seed,
-                size,
-            )?,
-            third: scenes(
-                generator,
-                Scenario::Third,
-                Split::Test,
-                config.test_scenes,
-                seed,
-                size,
-            )?,
+            general: of(Scenario::General)?,
+            transfer: of(Scenario::Transfer)?,
+            third: of(Scenario::Third)?,
         })
     }
 
