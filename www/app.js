@@ -8,7 +8,7 @@
 import { shownIndices, countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
 import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
-import { requestSubgroups, webgpuProblem } from './webgpu.js';
+import { deviceLostWithin, onDeviceLost, requestSubgroups, webgpuProblem } from './webgpu.js';
 import { openStore, Store, OpenProject, imageRecord, verdictsOfRecord, isQuotaError, storageUse, formatBytes, FILE_EXTENSION } from './project.js';
 import { showProjects } from './projects-dialog.js';
 import { UndoStack, snapshot, restore } from './undo.js';
@@ -102,6 +102,14 @@ const ui = {
 // ---------------------------------------------------------------- state
 
 let session = null;
+/** The wasm module (to start a CPU session when the GPU device is lost). */
+let wasm = null;
+/** The session's current weights as last read (burnpack bytes): where a CPU session after a lost GPU starts from. */
+let currentWeights = null;
+/** Why the GPU device was lost; '' while it is not. */
+let gpuLost = '';
+/** The history samples as decoded once: {rgba, width, height, boxes}. */
+let historyItems = null;
 /** What the session said about itself at start (read once: no calls while it is busy). */
 let facts = { backend: '', notice: '', baseModelHash: '', inputSize: 0 };
 let classNames = [];
@@ -1533,7 +1541,7 @@ async function train() {
     try {
       result = await withSession((s) => s.train(options, onStep));
     } catch (e) {
-      showError('Training failed', e);
+      if (!(run.backend === 'webgpu' && (await deviceLostWithin(1000)))) showError('Training failed', e);
       ui.trainStatus.textContent = `Training failed after ${run.records.length} step${run.records.length === 1 ? '' : 's'}.`;
       result = null;
     }
@@ -1545,6 +1553,10 @@ async function train() {
       ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
     }
     if (!run.records.length || crashMessage) return;
+    if (run.backend === 'webgpu' && (gpuLost || (!result && (await deviceLostWithin(1000))))) {
+      ui.trainStatus.textContent = 'Stopped: the GPU was lost. Nothing of this run was kept; the weights are those of the last finished run.';
+      return;
+    }
     runs.push(run);
     await saveTraining(run);
     // The weights changed: predict every image again and show what changed.
@@ -1570,11 +1582,12 @@ async function train() {
   }
 }
 
-/** Saves the weights after a run (the session's current weights) and the run's records. */
+/** Keeps the weights after a run (the session's current weights) and saves them and the run's records in the project. */
 async function saveTraining(run) {
-  if (!project) return;
   try {
     const bytes = await withSession((s) => s.exportWeights());
+    currentWeights = bytes;
+    if (!project) return;
     project.saveWeights(bytes);
     project.record.weights = { bytes: bytes.length, savedAt: new Date().toISOString() };
     project.saveRun(run);
@@ -1990,9 +2003,11 @@ async function loadTransferSamples() {
   }
 }
 
-async function loadHistory() {
+/** Fetches and decodes the history samples once (kept in memory for a session started later). */
+async function fetchHistory() {
   const list = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
   if (!Array.isArray(list)) throw new Error('The list of history samples is not an array');
+  const items = [];
   const failures = [];
   for (const item of list) {
     const file = String(item && item.file);
@@ -2002,17 +2017,71 @@ async function loadHistory() {
       const rgba = rgbaOf(decoded.bitmap);
       decoded.bitmap.close();
       const boxes = (item.boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
-      await withSession((s) => s.addHistory(rgba, decoded.width, decoded.height, boxes));
+      items.push({ file, rgba, width: decoded.width, height: decoded.height, boxes });
     } catch (e) {
       failures.push(`“${file}”: ${sentence(messageOf(e))}`);
     }
   }
+  return { items, failures, total: list.length };
+}
+
+/** Adds the history samples to the session (fetching them the first time). */
+async function loadHistory() {
+  const failures = [];
+  let total = historyItems ? historyItems.length : 0;
+  if (!historyItems) {
+    const fetched = await fetchHistory();
+    historyItems = fetched.items;
+    failures.push(...fetched.failures);
+    total = fetched.total;
+  }
+  for (const item of historyItems) {
+    try {
+      await withSession((s) => s.addHistory(item.rgba, item.width, item.height, item.boxes));
+    } catch (e) {
+      failures.push(`“${item.file}”: ${sentence(messageOf(e))}`);
+    }
+  }
   if (failures.length) {
     showError(
-      `${failures.length} of ${list.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
+      `${failures.length} of ${total} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
     );
   }
   refreshStats();
+}
+
+/**
+ * The GPU device was lost (a driver reset, an unplugged GPU): a CPU session
+ * takes over from the last finished run's weights, with every verdict and the
+ * history samples; the images are predicted again on the CPU.
+ */
+async function switchToCpu(info) {
+  if (gpuLost || crashMessage || facts.backend !== 'webgpu' || !wasm) return;
+  const why = String(info.message || info.reason || 'no reason given').replace(/[.\s]+$/, '');
+  gpuLost = `the GPU device was lost (${why})`;
+  showError(`The GPU device was lost (${why}): veritune goes on on the CPU from the weights of the last finished training run; a run in progress is not kept`);
+  try {
+    await stopPredictLoop();
+    await withSession(async (lost) => {
+      session = await wasm.Session.create(currentWeights, false);
+      lost.free();
+    });
+  } catch (e) {
+    globalThis.__veritunePanic(`The detector could not go on on the CPU after the GPU was lost: ${messageOf(e)}`);
+    return;
+  }
+  facts.backend = 'cpu';
+  facts.notice = gpuLost;
+  showBackend();
+  for (const entry of images) {
+    entry.inSession = false;
+    entry.syncedKey = null;
+    if (entry.latest) entry.stale = true;
+    if (isReviewed(entry)) scheduleSync(entry);
+  }
+  historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
+  await historyReady;
+  if (!training) startPredictLoop('Predicting again on the CPU');
 }
 
 function wireUi() {
@@ -2413,6 +2482,7 @@ async function start() {
       mod = await import(ASSETS.pkg);
       await mod.default();
       if (typeof mod.installPanicHook === 'function') mod.installPanicHook();
+      wasm = mod;
     } catch (e) {
       throw new Error(`The detector's WebAssembly module (${ASSETS.pkg}) could not be loaded: ${messageOf(e)}`);
     }
@@ -2441,6 +2511,7 @@ async function start() {
     let problem = '';
     if (PREFER_WEBGPU) {
       requestSubgroups();
+      onDeviceLost(switchToCpu);
       problem = await webgpuProblem().catch((e) => `WebGPU could not be queried (${messageOf(e)})`);
     }
     try {
@@ -2453,6 +2524,7 @@ async function start() {
         throw new Error(`The detector could not start: ${messageOf(e2)}`);
       });
     }
+    currentWeights = bytes;
     facts = {
       backend: String(session.backend()),
       notice: problem || String(session.notice() || ''),

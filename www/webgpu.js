@@ -6,15 +6,46 @@
 // those shaders and the device is lost on the first prediction. Asking for the
 // feature whenever the adapter offers it makes those shaders valid.
 
-/** Adds `subgroups` to every device request on adapters that support it. */
+const lostListeners = [];
+let lost = false;
+
+/** Calls `listener(info)` (a GPUDeviceLostInfo) when a device veritune asked for is lost. */
+export function onDeviceLost(listener) {
+  lostListeners.push(listener);
+}
+
+/**
+ * Whether a device is lost, waiting up to `ms` for the browser to say so: a
+ * call that failed because of the loss can fail before the loss is announced.
+ */
+export function deviceLostWithin(ms) {
+  if (lost) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(lost), ms);
+    lostListeners.push(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/**
+ * Adds `subgroups` to every device request on adapters that support it, and
+ * watches every device it gives for loss (a driver reset, an unplugged GPU).
+ */
 export function requestSubgroups() {
   const proto = globalThis.GPUAdapter?.prototype;
   if (!proto || proto.requestDevice.veritune) return;
   const original = proto.requestDevice;
-  const patched = function (descriptor = {}) {
+  const patched = async function (descriptor = {}) {
     const features = new Set(descriptor.requiredFeatures || []);
     if (this.features.has('subgroups')) features.add('subgroups');
-    return original.call(this, { ...descriptor, requiredFeatures: [...features] });
+    const device = await original.call(this, { ...descriptor, requiredFeatures: [...features] });
+    device.lost.then((info) => {
+      lost = true;
+      lostListeners.forEach((listener) => listener(info));
+    });
+    return device;
   };
   patched.veritune = true;
   proto.requestDevice = patched;

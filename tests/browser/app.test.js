@@ -16,6 +16,7 @@ import {
   counters,
   dragOnCanvas,
   ensureShownBoxes,
+  dataCarryingRequests,
   foreignRequests,
   launchBrowser,
   pageErrors,
@@ -296,6 +297,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     assert.deepEqual(browser.consoleErrors, []);
     assert.ok(browser.requests.length > 0);
     assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+    assert.deepEqual(dataCarryingRequests(browser.requests), []);
   });
 });
 
@@ -329,6 +331,7 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
     assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+    assert.deepEqual(dataCarryingRequests(browser.requests), []);
   });
 });
 

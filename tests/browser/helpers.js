@@ -108,8 +108,9 @@ export async function launchBrowser({ webgpu = true } = {}) {
   context.setDefaultTimeout(WAIT_MS);
   const requests = [];
   const consoleErrors = [];
-  context.on('request', (r) => requests.push(r.url()));
+  context.on('request', (r) => requests.push({ url: r.url(), method: r.method(), bodyBytes: r.postDataBuffer()?.length ?? 0 }));
   const watch = (page) => {
+    page.on('websocket', (ws) => requests.push({ url: ws.url(), method: 'WEBSOCKET', bodyBytes: 0 }));
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
     });
@@ -131,18 +132,36 @@ export function appUrl(base, query = {}) {
   return u.toString();
 }
 
-/** Requests that went anywhere but the server on 127.0.0.1 (blob: and data: of the page are fine). */
+/** URLs of requests that went anywhere but the server on 127.0.0.1 (blob: and data: of the page are fine). */
 export function foreignRequests(requests, port) {
-  return requests.filter((raw) => {
-    let u;
-    try {
-      u = new URL(raw);
-    } catch {
-      return true;
-    }
-    if (u.protocol === 'data:') return false;
-    if (u.protocol === 'blob:') u = new URL(raw.slice('blob:'.length));
-    return !(u.protocol === 'http:' && u.hostname === '127.0.0.1' && u.port === String(port));
+  return requests
+    .map((r) => r.url)
+    .filter((raw) => {
+      let u;
+      try {
+        u = new URL(raw);
+      } catch {
+        return true;
+      }
+      if (u.protocol === 'data:') return false;
+      if (u.protocol === 'blob:') u = new URL(raw.slice('blob:'.length));
+      return !(u.protocol === 'http:' && u.hostname === '127.0.0.1' && u.port === String(port));
+    });
+}
+
+/**
+ * Requests that could carry the user's data even to 127.0.0.1: anything but
+ * GET or HEAD, any request body, WebSockets, a query string anywhere but on the
+ * page itself, or a URL naming one of `privateNames` (the user's file names).
+ */
+export function dataCarryingRequests(requests, privateNames = []) {
+  return requests.filter(({ url, method, bodyBytes }) => {
+    if (!['GET', 'HEAD'].includes(method) || bodyBytes > 0) return true;
+    if (url.startsWith('data:') || url.startsWith('blob:')) return false;
+    const u = new URL(url);
+    if (u.search && !['/', '/index.html'].includes(u.pathname)) return true;
+    const decoded = decodeURIComponent(u.pathname + u.search);
+    return privateNames.some((name) => decoded.includes(name));
   });
 }
 

@@ -15,6 +15,7 @@ import {
   counters,
   dragOnCanvas,
   ensureShownBoxes,
+  dataCarryingRequests,
   foreignRequests,
   launchBrowser,
   pageErrors,
@@ -480,5 +481,6 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
   test('no console errors and no request leaves 127.0.0.1', () => {
     assert.deepEqual(browser.consoleErrors, []);
     assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+    assert.deepEqual(dataCarryingRequests(browser.requests), []);
   });
 });
