@@ -55,6 +55,7 @@ const ui = {
   zoomValue: $('zoom-value'),
   canvasLive: $('canvas-live'),
   exportProject: $('export-project'),
+  weightsInput: $('weights-input'),
   status: $('status'),
   statusProgress: $('status-progress'),
   statusCancel: $('status-cancel'),
@@ -143,6 +144,12 @@ let spaceHeld = false;
  * loaded, so no saved prediction is current.
  */
 let modelGeneration = 0;
+/**
+ * How many times the weights changed (training runs and loaded weight files):
+ * every prediction carries it as its `model`, so that a resumed project tells
+ * current predictions from older ones.
+ */
+let weightsVersion = 0;
 
 /**
  * @typedef {object} ImageEntry
@@ -776,7 +783,7 @@ async function predictOne(entry) {
       const rgba = rgbaOf(entry.bitmap);
       return s.predict(rgba, entry.width, entry.height, threshold);
     });
-    let pred = { ...normalisePrediction(result), model: runs.length };
+    let pred = { ...normalisePrediction(result), model: weightsVersion };
     // The same boxes as the prediction the verdicts refer to: keep one object,
     // so the page does not offer to review "new" predictions that are not new.
     if (entry.base && JSON.stringify(entry.base.candidates) === JSON.stringify(pred.candidates)) {
@@ -1411,6 +1418,7 @@ function setLocked(value) {
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
   ui.exportProject.disabled = value || !session;
+  ui.weightsInput.disabled = value || !session;
   updateUndoButtons();
   renderAll();
 }
@@ -1558,6 +1566,7 @@ async function train() {
       return;
     }
     runs.push(run);
+    weightsVersion += 1;
     await saveTraining(run);
     // The weights changed: predict every image again and show what changed.
     for (const e of images) if (e.latest) e.stale = true;
@@ -1590,6 +1599,7 @@ async function saveTraining(run) {
     if (!project) return;
     project.saveWeights(bytes);
     project.record.weights = { bytes: bytes.length, savedAt: new Date().toISOString() };
+    project.record.weightsVersion = weightsVersion;
     project.saveRun(run);
     persist();
   } catch (e) {
@@ -1883,7 +1893,8 @@ async function restoreProject(weightsLoaded) {
     const { projectId, ...run } = r;
     runs.push(run);
   }
-  modelGeneration = weightsLoaded ? runs.length : -1;
+  weightsVersion = project.record.weightsVersion ?? runs.length;
+  modelGeneration = weightsLoaded ? weightsVersion : -1;
   const missing = [];
   for (let k = 0; k < records.length; k++) {
     const r = records[k];
@@ -2060,12 +2071,9 @@ async function switchToCpu(info) {
   const why = String(info.message || info.reason || 'no reason given').replace(/[.\s]+$/, '');
   gpuLost = `the GPU device was lost (${why})`;
   showError(`The GPU device was lost (${why}): veritune goes on on the CPU from the weights of the last finished training run; a run in progress is not kept`);
+  let next;
   try {
-    await stopPredictLoop();
-    await withSession(async (lost) => {
-      session = await wasm.Session.create(currentWeights, false);
-      lost.free();
-    });
+    next = await wasm.Session.create(currentWeights, false);
   } catch (e) {
     globalThis.__veritunePanic(`The detector could not go on on the CPU after the GPU was lost: ${messageOf(e)}`);
     return;
@@ -2073,6 +2081,20 @@ async function switchToCpu(info) {
   facts.backend = 'cpu';
   facts.notice = gpuLost;
   showBackend();
+  await adoptSession(next, 'Predicting again on the CPU');
+}
+
+/**
+ * Makes `next` the session in place of the current one: every reviewed
+ * image's verdicts and the history samples go to it, and every image is
+ * predicted again with it.
+ */
+async function adoptSession(next, label) {
+  await stopPredictLoop();
+  await withSession(async (old) => {
+    session = next;
+    old.free();
+  });
   for (const entry of images) {
     entry.inSession = false;
     entry.syncedKey = null;
@@ -2081,10 +2103,59 @@ async function switchToCpu(info) {
   }
   historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
   await historyReady;
-  if (!training) startPredictLoop('Predicting again on the CPU');
+  if (!training) startPredictLoop(label);
+}
+
+/**
+ * Goes on from weights the user exported earlier (burnpack or safetensors):
+ * they are checked and loaded into a new session first, so a file that does
+ * not fit (another model, other classes, truncated, newer) changes nothing.
+ */
+async function loadWeights(file) {
+  if (!session || training || crashMessage || !wasm) return;
+  setLocked(true);
+  setStatus(`Loading the weights “${file.name}”…`);
+  try {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let next;
+    try {
+      next = await wasm.Session.create(bytes, facts.backend === 'webgpu');
+    } catch (e) {
+      throw new Error(`${sentence(messageOf(e))} The current weights are kept`);
+    }
+    const names = Array.from(next.classNames(), String);
+    if (names.join('\n') !== classNames.join('\n')) {
+      next.free();
+      throw new Error(
+        `these weights detect ${names.join(', ')} but this project's classes are ${classNames.join(', ')}; the current weights are kept: start a new project to use them`,
+      );
+    }
+    const saved = await next.exportWeights();
+    await adoptSession(next, `Predicting with the weights “${file.name}”`);
+    currentWeights = saved;
+    weightsVersion += 1;
+    if (project) {
+      project.saveWeights(saved);
+      project.record.weights = { bytes: saved.length, savedAt: new Date().toISOString() };
+      project.record.weightsVersion = weightsVersion;
+      persist();
+    }
+    document.body.dataset.model = 'loaded';
+    setStatus(`Loaded the weights “${file.name}”; every image is predicted with them.`);
+  } catch (e) {
+    showError(`The weights “${file.name}” were not loaded`, e);
+    idleStatus();
+  } finally {
+    setLocked(false);
+  }
 }
 
 function wireUi() {
+  ui.weightsInput.addEventListener('change', () => {
+    const [file] = ui.weightsInput.files;
+    ui.weightsInput.value = '';
+    if (file) loadWeights(file);
+  });
   ui.fileInput.addEventListener('change', () => {
     const files = ui.fileInput.files;
     openFiles(files).finally(() => (ui.fileInput.value = ''));

@@ -4,12 +4,14 @@
 //   node --test tests/browser/projects.test.js
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DOWNLOADS,
   ROOT,
   TRAIN_MS,
+  VERITUNE_BIN,
   WAIT_MS,
   appUrl,
   counters,
@@ -476,6 +478,58 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
     } finally {
       await fresh.close();
     }
+  });
+
+  test('load weights: files that do not fit are refused and change nothing; fitting weights are used and kept on reload', { timeout: 3 * WAIT_MS }, async () => {
+    mkdirSync(DOWNLOADS, { recursive: true });
+    const probe = join(ROOT, 'www/samples/transfer/transfer-05.png');
+    const openProbe = async () => {
+      const n = await page.locator('#thumbs .thumb').count();
+      await page.locator('#file-input').setInputFiles(probe);
+      await waitImage(page, n + 1);
+      await page.waitForFunction(() => !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+      return page.evaluate(() => window.veritunePage.candidates());
+    };
+    const before = await openProbe();
+    assert.ok(before.length > 0, 'the model finds boxes on the probe image');
+
+    const model = readFileSync(join(ROOT, 'www/assets/model.bpk'));
+    const newer = Buffer.from(model);
+    const version = newer.indexOf('veritune.formata1') + 'veritune.formata'.length;
+    assert.ok(version > 20, 'the format version is in the metadata');
+    newer[version] = '9'.charCodeAt(0);
+    const classes = await page.locator('#draw-class option').allInnerTexts();
+    const untrained = (name, names) => {
+      const path = join(DOWNLOADS, name);
+      execFileSync(VERITUNE_BIN, ['init', '--classes', names.join(','), '--output', path]);
+      return readFileSync(path);
+    };
+    const refused = [
+      ['truncated.bpk', model.subarray(0, model.length >> 1), /cut short|truncated/i],
+      ['photo.bpk', readFileSync(probe), /not .*weights|png/i],
+      ['newer.bpk', newer, /format version 9 .*update veritune/],
+      ['other-classes.bpk', untrained('other-classes.bpk', ['cat', 'dog']), /detect cat, dog but this project's classes are/],
+    ];
+    for (const [name, buffer, why] of refused) {
+      await page.locator('#weights-input').setInputFiles([{ name, mimeType: 'application/octet-stream', buffer }]);
+      await page.waitForFunction((n) => document.getElementById('errors').textContent.includes(`“${n}” were not loaded`), name);
+      const text = await pageErrors(page);
+      assert.match(text, why, text);
+      assert.match(text, /current weights are kept/, text);
+      while ((await page.locator('#errors .error').count()) > 0) await page.locator('#errors .error button').first().click();
+    }
+    assert.deepEqual(await openProbe(), before, 'refused files changed nothing');
+
+    await page.locator('#weights-input').setInputFiles([{ name: 'fresh.bpk', mimeType: 'application/octet-stream', buffer: untrained('fresh.bpk', classes) }]);
+    await page.waitForFunction(() => document.body.dataset.model === 'loaded');
+    await page.waitForFunction(() => !document.body.dataset.predicting && document.body.dataset.phase === 'ready', null, { timeout: TRAIN_MS });
+    const loaded = await openProbe();
+    assert.notDeepEqual(loaded, before, 'the loaded weights predict differently');
+    assert.equal(await saved(page), 'saved');
+    await reloadAndResume(page, 'Project 1');
+    assert.equal(await page.evaluate(() => document.body.dataset.model), 'project');
+    assert.deepEqual(await openProbe(), loaded, 'after a reload the project goes on with the loaded weights');
+    assert.equal(await pageErrors(page), '');
   });
 
   test('no console errors and no request leaves 127.0.0.1', () => {
