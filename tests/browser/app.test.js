@@ -40,6 +40,18 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   before(async () => {
     server = await startServer();
     browser = await launchBrowser({ webgpu: true });
+    // Keeps every device the page is given, so that a test can destroy them.
+    await browser.context.addInitScript(() => {
+      window.__testDevices = [];
+      const proto = globalThis.GPUAdapter?.prototype;
+      if (!proto) return;
+      const original = proto.requestDevice;
+      proto.requestDevice = async function (descriptor) {
+        const device = await original.call(this, descriptor);
+        window.__testDevices.push(device);
+        return device;
+      };
+    });
     page = await browser.context.newPage();
   });
 
@@ -298,6 +310,30 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     assert.ok(browser.requests.length > 0);
     assert.deepEqual(foreignRequests(browser.requests, server.port), []);
     assert.deepEqual(dataCarryingRequests(browser.requests), []);
+  });
+
+  // Last: it ends WebGPU for this page (burn logs the loss as a console error).
+  test('the GPU device lost mid-training (device.destroy()): the page goes on on the CPU and trains again', { timeout: WAIT_MS + 2 * TRAIN_MS }, async () => {
+    await page.waitForFunction(() => document.body.dataset.phase === 'ready' && !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+    const samples = (await counters(page)).samples;
+    assert.ok(samples >= 1, 'judged images from the earlier tests');
+    await page.locator('#epochs').fill('3');
+    await page.locator('#train').click();
+    await page.waitForFunction(() => /Step [1-9]/.test(document.getElementById('train-status').textContent), null, { timeout: TRAIN_MS });
+    assert.ok((await page.evaluate(() => window.__testDevices.length)) > 0, 'the page asked for a device');
+    await page.evaluate(() => window.__testDevices.forEach((d) => d.destroy()));
+
+    await page.waitForFunction(() => document.body.dataset.backend === 'cpu', null, { timeout: TRAIN_MS });
+    await page.waitForFunction(() => document.body.dataset.phase === 'ready' && !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+    assert.match(await pageErrors(page), /The GPU device was lost \(.+\): veritune goes on on the CPU/);
+    assert.match(await page.locator('#train-status').innerText(), /Stopped: the GPU was lost/);
+    assert.match(await page.locator('#backend-badge').innerText(), /^CPU/);
+    await page.waitForFunction((n) => Number(document.getElementById('count-samples').textContent) === n, samples);
+    assert.ok((await counters(page)).history > 0, 'the history samples are back');
+
+    await trainAndWait(page, { epochs: 1 });
+    assert.match(await page.locator('#train-status').innerText(), /^Finished: \d+ steps? in/);
+    await screenshot(page, '08-gpu-lost.png');
   });
 });
 
