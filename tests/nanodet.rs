@@ -1,0 +1,259 @@
+//! NanoDet-g imported from its TensorFlow.js files (`scripts/fetch-data` puts
+//! them in `data/nanodet/`): the same files run in TensorFlow.js itself
+//! (`tests/nanodet_tfjs.mjs`, Node with `@tensorflow/tfjs` from `npm ci`) and
+//! in veritune give the same six outputs on real photographs; the import
+//! works at 416 and 320 px; `veritune predict` finds the astronaut.
+//! Without the files, Node or the package every test fails saying which
+//! script installs them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::{Device, Tensor};
+use common::cli::{text, veritune, workdir};
+use veritune::dataset::read_image;
+use veritune::detector::nanodet::{NanoDet, NanoDetConfig, NanoDetOutput};
+use veritune::detector::{ChannelOrder, Detector, Preprocessing, input_batch};
+use veritune::image::Image;
+use veritune::scenes::data_dir;
+use veritune::tfjs::GraphModel;
+
+/// The photographs of the parity test and the class each shows.
+const PHOTOS: [(&str, &str); 3] = [
+    ("astronaut.png", "person"),
+    ("coffee.png", "cup"),
+    ("chelsea.png", "cat"),
+];
+
+fn model_json() -> PathBuf {
+    let path = data_dir().join("nanodet").join("nanodet.json");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-data",
+        path.display()
+    );
+    path
+}
+
+fn photo(name: &str) -> Image {
+    let path = data_dir().join("photos").join(name);
+    read_image(&path).unwrap_or_else(|e| panic!("{e}: run scripts/fetch-data"))
+}
+
+fn imported(input_size: usize) -> NanoDet {
+    let json = model_json();
+    let graph = GraphModel::parse(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut data = Vec::new();
+    for name in graph.weight_files() {
+        data.extend(std::fs::read(json.with_file_name(name)).unwrap());
+    }
+    let convolutions = graph.convolutions(&data).unwrap();
+    let config = NanoDetConfig::coco().with_input_size(input_size);
+    NanoDet::from_tfjs(&config, &convolutions, &Device::flex()).unwrap()
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The six outputs in the TensorFlow.js model's layout, under its names.
+fn tfjs_outputs(output: &NanoDetOutput) -> Vec<(String, Vec<f32>)> {
+    (0..3)
+        .map(|l| (l, output.scores(l)))
+        .chain((0..3).map(|l| (l + 3, output.distribution_logits(l))))
+        .map(|(i, t)| {
+            let name = if i == 0 {
+                "Identity".to_string()
+            } else {
+                format!("Identity_{i}")
+            };
+            (name, values(t))
+        })
+        .collect()
+}
+
+/// Runs `tests/nanodet_tfjs.mjs` on `inputs`, failing with what to install
+/// when Node or `@tensorflow/tfjs` is missing.
+fn run_tfjs(json: &Path, inputs: &[PathBuf]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("node_modules/@tensorflow/tfjs/package.json")
+            .is_file(),
+        "@tensorflow/tfjs is not installed in node_modules: run scripts/node-deps (npm ci)"
+    );
+    let output = Command::new("node")
+        .arg(root.join("tests/nanodet_tfjs.mjs"))
+        .arg(json)
+        .args(inputs)
+        .current_dir(root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run node ({e}): install Node.js 20 or later, then run scripts/node-deps")
+        });
+    assert!(
+        output.status.success(),
+        "tests/nanodet_tfjs.mjs failed: {}",
+        text(&output.stderr)
+    );
+    println!("{}", text(&output.stdout));
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn outputs_match_tensorflow_js_on_photographs() {
+    let model = imported(416);
+    let dir = workdir("nanodet-parity");
+    let device = Device::flex();
+    let mut inputs = Vec::new();
+    let mut ours = Vec::new();
+    for (name, _) in PHOTOS {
+        let input = input_batch(model.spec(), &[&photo(name)], &device);
+        let path = dir.join(format!("{name}.f32"));
+        let bytes: Vec<u8> = values(input.clone())
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        inputs.push(path);
+        ours.push(tfjs_outputs(&model.forward(input)));
+    }
+    run_tfjs(&model_json(), &inputs);
+    let mut worst = 0.0f32;
+    for (input, outputs) in inputs.iter().zip(&ours) {
+        for (name, values) in outputs {
+            let theirs = read_f32(&PathBuf::from(format!("{}.{name}.f32", input.display())));
+            assert_eq!(theirs.len(), values.len(), "{name}");
+            let diff = values
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            println!("{}: {name} max abs difference {diff:.2e}", input.display());
+            worst = worst.max(diff);
+        }
+    }
+    assert!(worst <= 1e-3, "largest difference {worst}");
+}
+
+/// Mean over the photographs of the best score of the class each shows.
+fn mean_confidence(model: &NanoDet, preprocessing: &Preprocessing) -> f32 {
+    let device = Device::flex();
+    let mut spec = model.spec().clone();
+    spec.preprocessing = preprocessing.clone();
+    let names = &spec.class_names;
+    let mut total = 0.0;
+    for (photo_name, class) in PHOTOS {
+        let class = names.iter().position(|n| n == class).unwrap();
+        let input = input_batch(&spec, &[&photo(photo_name)], &device);
+        let scores = values(model.predictions(model.forward(input)));
+        let best = scores
+            .chunks_exact(4 + names.len())
+            .map(|row| row[4 + class])
+            .fold(0.0f32, f32::max);
+        println!("{photo_name}: {} {best:.3}", names[class]);
+        total += best;
+    }
+    total / PHOTOS.len() as f32
+}
+
+#[test]
+fn nanodet_normalisation_scores_the_photographs_better_than_rgb_over_255() {
+    let model = imported(416);
+    let chosen = model.spec().preprocessing.clone();
+    assert_eq!(chosen.channel_order, ChannelOrder::Bgr);
+    let human = Preprocessing {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        channel_order: ChannelOrder::Rgb,
+    };
+    let ours = mean_confidence(&model, &chosen);
+    let theirs = mean_confidence(&model, &human);
+    println!("mean confidence: BGR mean/std {ours:.3}, RGB / 255 {theirs:.3}");
+    assert!(ours > theirs, "{ours} vs {theirs}");
+}
+
+#[test]
+fn the_import_runs_at_320_pixels() {
+    let model = imported(320);
+    let device = Device::flex();
+    let input = input_batch(model.spec(), &[&photo("astronaut.png")], &device);
+    let output = model.forward(input);
+    let sides: Vec<[usize; 4]> = output.levels.iter().map(|l| l.dims()).collect();
+    assert_eq!(
+        sides,
+        vec![[1, 124, 40, 40], [1, 124, 20, 20], [1, 124, 10, 10]]
+    );
+    let predictions = values(model.predictions(output));
+    let person = predictions
+        .chunks_exact(4 + model.spec().num_classes())
+        .map(|row| row[4])
+        .fold(0.0f32, f32::max);
+    assert!(person > 0.5, "best person score {person}");
+}
+
+#[test]
+fn predict_finds_the_astronaut() {
+    let dir = workdir("nanodet-predict");
+    let weights = dir.join("nanodet.bpk");
+    let json = model_json();
+    let out = veritune(&[
+        "import",
+        "nanodet",
+        "--json",
+        json.to_str().unwrap(),
+        "--output",
+        weights.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let astronaut = data_dir().join("photos/astronaut.png");
+    let out = veritune(&[
+        "predict",
+        "--model",
+        weights.to_str().unwrap(),
+        astronaut.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detections = report[0]["detections"].as_array().unwrap();
+    println!("{detections:?}");
+    let person = detections
+        .iter()
+        .find(|d| d["class_name"] == "person")
+        .expect("a person above the threshold");
+    // The astronaut fills most of the 512 x 512 photograph's left and middle.
+    let width = person["x1"].as_f64().unwrap() - person["x0"].as_f64().unwrap();
+    let height = person["y1"].as_f64().unwrap() - person["y0"].as_f64().unwrap();
+    assert!(width > 200.0 && height > 300.0, "{person}");
+}
+
+#[test]
+fn a_graph_of_another_model_is_refused_with_a_sentence() {
+    let dir = workdir("nanodet-wrong");
+    let json = dir.join("model.json");
+    std::fs::write(
+        &json,
+        r#"{"format": "graph-model", "modelTopology": {"node": []}, "weightsManifest": [{"paths": [], "weights": []}]}"#,
+    )
+    .unwrap();
+    let out = veritune(&[
+        "import",
+        "nanodet",
+        "--json",
+        json.to_str().unwrap(),
+        "--output",
+        dir.join("x.bpk").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let message = text(&out.stderr);
+    assert!(message.contains("0 convolutions"), "{message}");
+    assert!(!dir.join("x.bpk").exists());
+}
