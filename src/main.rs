@@ -113,6 +113,10 @@ enum Command {
         /// Compute the similarity over the head only.
         #[arg(long)]
         head_only: bool,
+        /// NanoDet only: train the neck and head, keep the backbone as it is
+        /// (faster, less memory, and less forgetting with few images).
+        #[arg(long)]
+        freeze_backbone: bool,
         /// Epochs over the transfer images.
         #[arg(long, default_value_t = 10)]
         epochs: usize,
@@ -341,6 +345,7 @@ fn run(cli: Cli) -> CliResult {
             history_annotations,
             rule,
             head_only,
+            freeze_backbone,
             epochs,
             batch_size,
             learning_rate,
@@ -374,6 +379,7 @@ fn run(cli: Cli) -> CliResult {
                 targets,
                 history,
                 threshold,
+                freeze_backbone,
                 config,
                 output: &output,
                 records: records.as_deref(),
@@ -774,6 +780,7 @@ struct FinetuneArgs<'a> {
     targets: TargetSource,
     history: Option<(PathBuf, PathBuf)>,
     threshold: f32,
+    freeze_backbone: bool,
     config: TrainConfig,
     output: &'a Path,
     records: Option<&'a Path>,
@@ -813,7 +820,19 @@ fn finetune(args: FinetuneArgs) -> CliResult {
     check_threshold(args.threshold)?;
     check_learning_rate(args.config.learning_rate)?;
     let device = Device::flex().autodiff();
-    with_detector!(load_model(args.model, &device)?, model => finetune_with(model, args))
+    let model = match (load_model(args.model, &device)?, args.freeze_backbone) {
+        (AnyDetector::NanoDet(model), freeze) => {
+            AnyDetector::NanoDet(Box::new(model.with_frozen_backbone(freeze)))
+        }
+        (AnyDetector::Fcos(_), true) => {
+            return Err(format!(
+                "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
+                args.model.display()
+            ));
+        }
+        (model, false) => model,
+    };
+    with_detector!(model, model => finetune_with(model, args))
 }
 
 fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {

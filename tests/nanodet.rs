@@ -2,7 +2,8 @@
 //! them in `data/nanodet/`): the same files run in TensorFlow.js itself
 //! (`tests/nanodet_tfjs.mjs`, Node with `@tensorflow/tfjs` from `npm ci`) and
 //! in veritune give the same six outputs on real photographs; the import
-//! works at 416 and 320 px; `veritune predict` finds the astronaut.
+//! works at 416 and 320 px; `veritune predict` finds the astronaut;
+//! `veritune finetune` trains it.
 //! Without the files, Node or the package every test fails saying which
 //! script installs them.
 
@@ -13,12 +14,17 @@ use std::process::Command;
 
 use burn::tensor::{Device, Tensor};
 use common::cli::{text, veritune, workdir};
+use common::parameters;
 use veritune::dataset::read_image;
-use veritune::detector::nanodet::{NanoDet, NanoDetConfig, NanoDetOutput};
+use veritune::detector::nanodet::{COCO_CLASSES, NanoDet, NanoDetConfig, NanoDetOutput};
 use veritune::detector::{ChannelOrder, Detector, Preprocessing, input_batch};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
+use veritune::geometry::{BBox, LabeledBox};
 use veritune::image::Image;
 use veritune::scenes::data_dir;
 use veritune::tfjs::GraphModel;
+use veritune::weights::{AnyDetector, load_detector};
 
 /// The photographs of the parity test and the class each shows.
 const PHOTOS: [(&str, &str); 3] = [
@@ -200,20 +206,122 @@ fn the_import_runs_at_320_pixels() {
     assert!(person > 0.5, "best person score {person}");
 }
 
-#[test]
-fn predict_finds_the_astronaut() {
-    let dir = workdir("nanodet-predict");
+/// Imports NanoDet with `veritune import nanodet` into `dir`, with `args`.
+fn import(dir: &Path, args: &[&str]) -> PathBuf {
     let weights = dir.join("nanodet.bpk");
     let json = model_json();
-    let out = veritune(&[
+    let mut all = vec![
         "import",
         "nanodet",
         "--json",
         json.to_str().unwrap(),
         "--output",
         weights.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = veritune(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    weights
+}
+
+fn nanodet_of(weights: &Path) -> NanoDet {
+    match load_detector(&std::fs::read(weights).unwrap(), &Device::flex()).unwrap() {
+        AnyDetector::NanoDet(model) => *model,
+        AnyDetector::Fcos(_) => panic!("{} holds the small detector", weights.display()),
+    }
+}
+
+#[test]
+fn finetuning_at_320_trains_the_head_and_keeps_a_frozen_backbone() {
+    let dir = workdir("nanodet-finetune");
+    let weights = import(&dir, &["--input-size", "320"]);
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    // The astronaut (512 x 512) and the coffee cup (600 x 400), as NanoDet sees them.
+    let labelled = [
+        (
+            "astronaut.png",
+            512,
+            512,
+            BBox::new(14.0, 14.0, 364.0, 508.0),
+            0,
+        ),
+        (
+            "coffee.png",
+            600,
+            400,
+            BBox::new(146.0, 11.0, 425.0, 398.0),
+            41,
+        ),
+    ];
+    let mut labels = Vec::new();
+    for (name, width, height, bbox, class) in labelled {
+        assert_eq!(COCO_CLASSES[class], ["person", "cup"][labels.len()]);
+        std::fs::copy(data_dir().join("photos").join(name), images.join(name)).unwrap();
+        labels.push(ImageLabels {
+            file_name: name.into(),
+            width,
+            height,
+            boxes: vec![LabeledBox { bbox, class }],
+        });
+    }
+    let annotations = dir.join("annotations.json");
+    let set = LabelSet {
+        class_names: COCO_CLASSES.iter().map(|c| c.to_string()).collect(),
+        images: labels,
+    };
+    std::fs::write(&annotations, to_coco_json(&set)).unwrap();
+    let tuned = dir.join("tuned.bpk");
+    let records = dir.join("records.json");
+    let out = veritune(&[
+        "finetune",
+        "--model",
+        weights.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--rule",
+        "transfer-only",
+        "--freeze-backbone",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--learning-rate",
+        "1e-4",
+        "--output",
+        tuned.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    for record in records {
+        println!("step {}: loss {}", record["step"], record["transfer_loss"]);
+        assert!(record["transfer_loss"].as_f64().unwrap().is_finite());
+        assert!(record["skipped"].is_null(), "{record}");
+    }
+    let tuned = nanodet_of(&tuned);
+    assert!(tuned.config().freeze_backbone);
+    let (before, after) = (parameters(&nanodet_of(&weights)), parameters(&tuned));
+    let changed = |prefix: &str| {
+        before
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .any(|(path, values)| &after[path] != values)
+    };
+    assert!(changed("head.") && changed("neck."));
+    assert!(!changed("backbone."));
+}
+
+#[test]
+fn predict_finds_the_astronaut() {
+    let dir = workdir("nanodet-predict");
+    let weights = import(&dir, &[]);
     let astronaut = data_dir().join("photos/astronaut.png");
     let out = veritune(&[
         "predict",
