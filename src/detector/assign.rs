@@ -70,22 +70,50 @@ pub fn matching_locations(locations: &[Location], bbox: &BBox, radius: f32) -> V
     vec![nearest]
 }
 
-/// Assigns `target` to `locations`: each location matched by positives takes
-/// the smallest of them; then every location matched by a negative region is
+/// Assigns `target` to `locations` with centre sampling
+/// ([`matching_locations`]): each location matched by positives takes the
+/// smallest of them; then every location matched by a negative region is
 /// made background, whatever positives matched it.
 pub fn assign(locations: &[Location], target: &TrainingTarget, radius: f32) -> Assignment {
+    assign_by(locations, target, |bbox| {
+        matching_locations(locations, bbox, radius)
+            .into_iter()
+            .map(|i| (i, -bbox.area()))
+            .collect()
+    })
+}
+
+/// Assigns `target` to `locations` with ATSS ([`atss_locations`], `top_k`
+/// candidates per level): each location matched by positives takes the one
+/// whose anchor it overlaps most; then every location a negative region
+/// matches the same way is made background, whatever positives matched it.
+pub fn assign_atss(locations: &[Location], target: &TrainingTarget, top_k: usize) -> Assignment {
+    assign_by(locations, target, |bbox| {
+        atss_locations(locations, bbox, top_k)
+    })
+}
+
+/// The assignment of `target` when `matches` gives the locations a box
+/// claims, each with a priority: where positives compete for a location the
+/// highest priority wins; negative regions' locations become background.
+fn assign_by(
+    locations: &[Location],
+    target: &TrainingTarget,
+    matches: impl Fn(&BBox) -> Vec<(usize, f32)>,
+) -> Assignment {
     let mut positives: Vec<Option<LabeledBox>> = vec![None; locations.len()];
+    let mut priorities = vec![f32::NEG_INFINITY; locations.len()];
     for label in &target.positives {
-        for i in matching_locations(locations, &label.bbox, radius) {
-            let smaller = positives[i].is_none_or(|p| label.bbox.area() < p.bbox.area());
-            if smaller {
+        for (i, priority) in matches(&label.bbox) {
+            if positives[i].is_none() || priority > priorities[i] {
                 positives[i] = Some(*label);
+                priorities[i] = priority;
             }
         }
     }
     let mut suppressed = vec![false; locations.len()];
     for region in &target.negatives {
-        for i in matching_locations(locations, region, radius) {
+        for (i, _) in matches(region) {
             suppressed[i] = true;
             positives[i] = None;
         }
@@ -94,6 +122,61 @@ pub fn assign(locations: &[Location], target: &TrainingTarget, radius: f32) -> A
         positives,
         suppressed,
     }
+}
+
+/// Side of the square anchor ATSS gives a location, in strides (GFL's
+/// `octave_base_scale`).
+pub const ANCHOR_SCALE: f32 = 5.0;
+
+/// Adaptive training sample selection (Zhang et al. 2020) for one box: on
+/// each level the `top_k` locations nearest its centre are candidates; those
+/// whose square anchor ([`ANCHOR_SCALE`] strides) overlaps the box by at
+/// least the candidates' mean IoU plus its standard deviation, and whose
+/// centre lies inside the box, match it, each with that IoU. A box no
+/// location matches that way (smaller than a cell) matches its best
+/// candidate.
+pub fn atss_locations(locations: &[Location], bbox: &BBox, top_k: usize) -> Vec<(usize, f32)> {
+    let (cx, cy) = bbox.center();
+    let distance = |l: &Location| (l.x - cx).powi(2) + (l.y - cy).powi(2);
+    let mut strides: Vec<f32> = locations.iter().map(|l| l.stride).collect();
+    strides.dedup();
+    let mut candidates: Vec<(usize, f32)> = Vec::new();
+    for stride in strides {
+        let mut level: Vec<usize> = (0..locations.len())
+            .filter(|&i| locations[i].stride == stride)
+            .collect();
+        level.sort_by(|&a, &b| distance(&locations[a]).total_cmp(&distance(&locations[b])));
+        candidates.extend(level.into_iter().take(top_k).map(|i| {
+            let l = &locations[i];
+            let half = ANCHOR_SCALE * l.stride / 2.0;
+            let anchor = BBox::new(l.x - half, l.y - half, l.x + half, l.y + half);
+            (i, anchor.iou(bbox))
+        }));
+    }
+    if candidates.is_empty() {
+        return candidates;
+    }
+    let n = candidates.len() as f32;
+    let mean = candidates.iter().map(|(_, iou)| iou).sum::<f32>() / n;
+    let variance = candidates
+        .iter()
+        .map(|(_, iou)| (iou - mean).powi(2))
+        .sum::<f32>()
+        / (n - 1.0).max(1.0);
+    let threshold = mean + variance.sqrt();
+    let matched: Vec<(usize, f32)> = candidates
+        .iter()
+        .copied()
+        .filter(|&(i, iou)| iou >= threshold && bbox.contains(locations[i].x, locations[i].y))
+        .collect();
+    if !matched.is_empty() {
+        return matched;
+    }
+    let best = candidates
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("candidates is not empty");
+    vec![best]
 }
 
 #[cfg(test)]
@@ -164,5 +247,60 @@ mod tests {
             assert!(with.positives[i].is_none());
         }
         assert!(with.num_positives() < without.num_positives());
+    }
+
+    fn pyramid(size: usize) -> Vec<Location> {
+        [8, 16, 32]
+            .into_iter()
+            .flat_map(|s| grid_locations(size, size, s))
+            .collect()
+    }
+
+    #[test]
+    fn atss_picks_the_level_that_fits_the_box() {
+        let grid = pyramid(256);
+        // A 40 px box fits stride 8's 40 px anchors; a 160 px one stride 32's.
+        for (side, stride) in [(40.0, 8.0), (160.0, 32.0)] {
+            let bbox = BBox::new(100.0, 100.0, 100.0 + side, 100.0 + side);
+            let matched = atss_locations(&grid, &bbox, 9);
+            assert!(!matched.is_empty());
+            assert!(
+                matched.iter().all(|&(i, _)| grid[i].stride == stride),
+                "{side} px box: {:?}",
+                matched
+                    .iter()
+                    .map(|&(i, _)| grid[i].stride)
+                    .collect::<Vec<_>>()
+            );
+            assert!(
+                matched
+                    .iter()
+                    .all(|&(i, _)| bbox.contains(grid[i].x, grid[i].y))
+            );
+        }
+    }
+
+    #[test]
+    fn atss_gives_a_tiny_box_its_best_candidate() {
+        let grid = pyramid(64);
+        let matched = atss_locations(&grid, &BBox::new(17.0, 17.0, 19.0, 19.0), 9);
+        assert_eq!(matched.len(), 1);
+    }
+
+    #[test]
+    fn atss_negative_regions_are_background_and_never_positive() {
+        let grid = pyramid(128);
+        let object = label(16.0, 16.0, 80.0, 80.0, 1);
+        let target = TrainingTarget {
+            positives: vec![object],
+            negatives: vec![object.bbox],
+        };
+        let plain = assign_atss(&grid, &TrainingTarget::from_ground_truth(&[object]), 9);
+        let with = assign_atss(&grid, &target, 9);
+        assert!(plain.num_positives() > 0);
+        assert_eq!(with.num_positives(), 0);
+        for i in 0..grid.len() {
+            assert_eq!(with.suppressed[i], plain.positives[i].is_some());
+        }
     }
 }

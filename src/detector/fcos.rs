@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::assign::{Location, assign, grid_locations};
 use super::loss::{giou_loss, sigmoid_focal_loss};
-use super::{DetectionLoss, Detector, DetectorSpec, Preprocessing};
+use super::{ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing};
 use crate::mixing::param_ids;
 use crate::verdict::TrainingTarget;
 
@@ -147,6 +147,7 @@ impl FcosConfig {
             preprocessing: Preprocessing {
                 mean: [0.5; 3],
                 std: [0.25; 3],
+                channel_order: ChannelOrder::Rgb,
             },
         }
     }

@@ -12,6 +12,7 @@
 pub mod assign;
 pub mod fcos;
 pub mod loss;
+pub mod nanodet;
 
 use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -21,13 +22,45 @@ use crate::geometry::{BBox, Detection, nms, sort_by_score};
 use crate::image::Image;
 use crate::verdict::TrainingTarget;
 
+/// The order of the colour channels a network takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue (veritune's own detectors).
+    #[default]
+    Rgb,
+    /// Blue, green, red (networks trained on OpenCV's images, e.g. NanoDet).
+    Bgr,
+}
+
 /// How an image becomes the network's input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
-    /// Per-channel mean subtracted from RGB values in `[0, 1]`.
+    /// Per input channel (in `channel_order`), the mean subtracted from
+    /// values in `[0, 1]`.
     pub mean: [f32; 3],
-    /// Per-channel divisor applied after the mean.
+    /// Per input channel, the divisor applied after the mean.
     pub std: [f32; 3],
+    /// The order of the input channels (RGB when absent, as in weights
+    /// saved before the field existed).
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+}
+
+impl Preprocessing {
+    /// `image` as planar `[3, height, width]` values in the network's
+    /// channel order, normalised.
+    pub fn planar(&self, image: &Image) -> Vec<f32> {
+        match self.channel_order {
+            ChannelOrder::Rgb => image.to_planar(self.mean, self.std),
+            ChannelOrder::Bgr => {
+                let reversed = |v: [f32; 3]| [v[2], v[1], v[0]];
+                let rgb = image.to_planar(reversed(self.mean), reversed(self.std));
+                let plane = image.width() * image.height();
+                rgb.chunks_exact(plane).rev().flatten().copied().collect()
+            }
+        }
+    }
 }
 
 /// What a detector is, as far as its users need to know.
@@ -95,7 +128,7 @@ pub fn input_batch(spec: &DetectorSpec, images: &[&Image], device: &Device) -> T
     let mut values = Vec::with_capacity(images.len() * 3 * width * height);
     for image in images {
         let resized = image.resized(width, height);
-        values.extend(resized.to_planar(spec.preprocessing.mean, spec.preprocessing.std));
+        values.extend(spec.preprocessing.planar(&resized));
     }
     Tensor::from_data(
         TensorData::new(values, [images.len(), 3, height, width]),
@@ -213,5 +246,33 @@ mod tests {
             },
         ];
         assert_eq!(shown_detections(&c, 0.5, 0.5), vec![c[0]]);
+    }
+
+    #[test]
+    fn bgr_preprocessing_reverses_the_planes_with_their_statistics() {
+        let image = Image::filled(2, 1, [0.2, 0.5, 0.9]);
+        let bgr = Preprocessing {
+            mean: [0.1, 0.2, 0.3],
+            std: [0.5, 1.0, 2.0],
+            channel_order: ChannelOrder::Bgr,
+        };
+        let values = bgr.planar(&image);
+        let expected = [(0.9 - 0.1) / 0.5, (0.5 - 0.2) / 1.0, (0.2 - 0.3) / 2.0];
+        for (c, e) in expected.iter().enumerate() {
+            assert!((values[2 * c] - e).abs() < 1e-6 && (values[2 * c + 1] - e).abs() < 1e-6);
+        }
+        let rgb = Preprocessing {
+            channel_order: ChannelOrder::Rgb,
+            ..bgr
+        };
+        assert_eq!(rgb.planar(&image), image.to_planar(rgb.mean, rgb.std));
+    }
+
+    #[test]
+    fn preprocessing_saved_without_a_channel_order_is_rgb() {
+        let old: Preprocessing =
+            serde_json::from_str(r#"{"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}"#)
+                .unwrap();
+        assert_eq!(old.channel_order, ChannelOrder::Rgb);
     }
 }

@@ -21,8 +21,10 @@ pub const FORMAT_KEY: &str = "veritune.format";
 pub const FORMAT_VERSION: &str = "1";
 /// The architecture name of the small FCOS-style detector.
 pub const FCOS_SMALL: &str = "fcos-small";
+/// The architecture name of NanoDet-g, the pretrained COCO detector.
+pub const NANODET_G: &str = "nanodet-g";
 /// The architectures this build can load.
-pub const ARCHITECTURES: &[&str] = &[FCOS_SMALL];
+pub const ARCHITECTURES: &[&str] = &[FCOS_SMALL, NANODET_G];
 
 /// The two weight file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +141,7 @@ pub enum PreflightError {
     },
     /// The architecture is not one this build knows.
     #[error(
-        "the weights are for a '{0}' detector, which this veritune does not know: update veritune or load {FCOS_SMALL} weights"
+        "the weights are for a '{0}' detector, which this veritune does not know: update veritune or load {FCOS_SMALL} or {NANODET_G} weights"
     )]
     UnknownArchitecture(String),
 }
