@@ -128,10 +128,7 @@ impl FcosConfig {
             ("l1_weight", self.l1_weight),
             ("giou_weight", self.giou_weight),
         ];
-        match settings
-            .into_iter()
-            .find(|(_, v)| !v.is_finite() || *v < 0.0)
-        {
+        match super::invalid_loss_setting(settings) {
             Some((field, value)) => Err(FcosConfigError::LossSetting { field, value }),
             None => Ok(()),
         }

@@ -78,6 +78,16 @@ pub struct DetectorSpec {
     pub preprocessing: Preprocessing,
 }
 
+/// The first of a configuration's loss settings (field name, value) that is
+/// negative or not finite.
+pub(crate) fn invalid_loss_setting<const N: usize>(
+    settings: [(&'static str, f32); N],
+) -> Option<(&'static str, f32)> {
+    settings
+        .into_iter()
+        .find(|(_, v)| !v.is_finite() || *v < 0.0)
+}
+
 impl DetectorSpec {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {

@@ -260,10 +260,7 @@ impl NanoDetConfig {
             ("dfl_weight", self.dfl_weight),
             ("giou_weight", self.giou_weight),
         ];
-        match settings
-            .into_iter()
-            .find(|(_, v)| !v.is_finite() || *v < 0.0)
-        {
+        match super::invalid_loss_setting(settings) {
             Some((field, value)) => Err(NanoDetConfigError::LossSetting { field, value }),
             None => Ok(()),
         }
