@@ -9,7 +9,7 @@
 //! whatever is pending.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use burn::tensor::Device;
@@ -18,15 +18,25 @@ use wasm_bindgen::prelude::*;
 
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
+use crate::formats::coco::to_coco_json;
+use crate::formats::import::{SkippedClass, import_labels};
+use crate::formats::voc::write_voc;
+use crate::formats::yolo::write_yolo;
+use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
 use crate::geometry::{Detection, LabeledBox};
 use crate::history::{HistoryConfig, HistoryLibrary};
 use crate::image::Image;
 use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
+use crate::simulate::{Simulated, simulated_judgements};
 use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
-use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
+use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig, build_target};
 use crate::weights::{WeightsFormat, load_fcos, save_fcos};
+use crate::zip::write_zip;
+
+/// The IoU at which an imported object counts as the shown box it overlaps.
+const IMPORT_IOU: f32 = 0.5;
 
 /// Forwards warnings and errors of the `log` crate (burn and cubecl report
 /// WebGPU shader and validation failures there) to the browser console.
@@ -206,6 +216,51 @@ struct SampleResult {
     categories: Vec<Category>,
 }
 
+/// A reviewed image for label export: its name, working and original size
+/// (boxes are in working pixels) and verdicts.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewedImage {
+    name: String,
+    width: u32,
+    height: u32,
+    original_width: u32,
+    original_height: u32,
+    verdicts: ImageVerdicts,
+}
+
+/// An open image for label import: its name, working size and the boxes
+/// shown on it.
+#[derive(Deserialize)]
+struct OpenImage {
+    name: String,
+    width: u32,
+    height: u32,
+    shown: Vec<Detection>,
+}
+
+/// Verdicts an import gives one open image.
+#[derive(Serialize)]
+struct ImportedVerdicts {
+    /// Index among the open images passed.
+    index: usize,
+    /// How many imported objects the image has.
+    objects: usize,
+    /// One per shown box, in the order passed.
+    judgements: Vec<Judgement>,
+    drawn: Vec<LabeledBox>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportResult {
+    format: &'static str,
+    images: Vec<ImportedVerdicts>,
+    not_open: Vec<String>,
+    repeated: Vec<String>,
+    unknown_classes: Vec<SkippedClass>,
+}
+
 #[wasm_bindgen]
 impl Session {
     /// Loads meta-model bytes (burnpack) on WebGPU when `prefer_webgpu` and
@@ -285,6 +340,7 @@ impl Session {
     /// candidates it was shown from, the user's verdicts and the score
     /// threshold the boxes were shown at.
     #[wasm_bindgen(js_name = setSample)]
+    #[allow(clippy::too_many_arguments)] // the page's arguments, as wasm-bindgen passes them
     pub fn set_sample(
         &self,
         id: String,
@@ -450,12 +506,116 @@ impl Session {
         Ok((run.into_model(), records, false))
     }
 
-    /// The current weights as burnpack bytes (the format the CLI loads).
+    /// The current weights as `format` bytes: `"burnpack"` (the default) or
+    /// `"safetensors"`; the CLI loads either.
     #[wasm_bindgen(js_name = exportWeights)]
-    pub async fn export_weights(&self) -> Result<Vec<u8>, JsError> {
+    pub async fn export_weights(&self, format: Option<String>) -> Result<Vec<u8>, JsError> {
+        let format = match format {
+            Some(name) => name.parse().map_err(error)?,
+            None => WeightsFormat::Burnpack,
+        };
         let model = self.current_model()?;
-        save_fcos(&model, WeightsFormat::Burnpack)
-            .await
-            .map_err(error)
+        save_fcos(&model, format).await.map_err(error)
+    }
+
+    /// The labels the verdicts of `images` (reviewed images: `{name, width,
+    /// height, originalWidth, originalHeight, verdicts}`) give, in the
+    /// original images' pixels, as `format` (`coco`, `yolo` or `voc`): a COCO
+    /// JSON file, or a ZIP archive of the YOLO files with `classes.txt` or of
+    /// the Pascal VOC files.
+    #[wasm_bindgen(js_name = exportLabels)]
+    pub fn export_labels(&self, format: String, images: JsValue) -> Result<Vec<u8>, JsError> {
+        let format: Format = format.parse().map_err(error)?;
+        let images: Vec<ReviewedImage> = from_js(images, "the reviewed images")?;
+        let mut verdicts = BTreeMap::new();
+        let mut sizes = Vec::with_capacity(images.len());
+        let mut originals = HashMap::with_capacity(images.len());
+        for image in images {
+            if verdicts.contains_key(&image.name) {
+                return Err(error(format!(
+                    "two images are named '{}', and label files are named after their images: rename one of the files and open it again",
+                    image.name
+                )));
+            }
+            sizes.push(ImageSize {
+                file_name: image.name.clone(),
+                width: image.width,
+                height: image.height,
+            });
+            originals.insert(
+                image.name.clone(),
+                (image.original_width, image.original_height),
+            );
+            verdicts.insert(image.name, image.verdicts);
+        }
+        let set = labels_from_verdicts(&self.class_names, &sizes, &verdicts).map_err(error)?;
+        let set = LabelSet {
+            images: set
+                .images
+                .iter()
+                .map(|labels| {
+                    let (width, height) = originals
+                        .get(&labels.file_name)
+                        .copied()
+                        .unwrap_or((labels.width, labels.height));
+                    labels.resized(width, height)
+                })
+                .collect(),
+            class_names: set.class_names,
+        };
+        let files = match format {
+            Format::Coco => return Ok((to_coco_json(&set) + "\n").into_bytes()),
+            Format::Yolo => write_yolo(&set).map_err(error)?,
+            Format::Voc => write_voc(&set).map_err(error)?,
+        };
+        write_zip(files.iter().map(|f| (f.name.as_str(), f.text.as_bytes()))).map_err(error)
+    }
+
+    /// Verdicts from label files (`[{name, text}]`: one COCO JSON, YOLO
+    /// `.txt` files with `classes.txt`, or Pascal VOC `.xml` files) for the
+    /// open `images` (`[{name, width, height, shown}]`, sizes and boxes in
+    /// working pixels): entries go to images by file name, classes to the
+    /// model's by name, and each matched image gets the verdicts a careful
+    /// user would give knowing those objects (confirm the shown boxes that
+    /// match one, reject the others, draw the objects none matched). Resolves
+    /// with `{format, images: [{index, objects, judgements, drawn}], notOpen,
+    /// repeated, unknownClasses: [{name, boxes}]}`.
+    #[wasm_bindgen(js_name = importLabels)]
+    pub fn import_label_files(&self, files: JsValue, images: JsValue) -> Result<JsValue, JsError> {
+        let files: Vec<TextFile> = from_js(files, "the label files")?;
+        let images: Vec<OpenImage> = from_js(images, "the open images")?;
+        let sizes: Vec<ImageSize> = images
+            .iter()
+            .map(|image| ImageSize {
+                file_name: image.name.clone(),
+                width: image.width,
+                height: image.height,
+            })
+            .collect();
+        let import = import_labels(&files, &sizes, &self.class_names).map_err(error)?;
+        let verdicts = import
+            .images
+            .into_iter()
+            .map(|imported| {
+                let Simulated { judgements, drawn } = simulated_judgements(
+                    &images[imported.index].shown,
+                    &imported.boxes,
+                    IMPORT_IOU,
+                );
+                ImportedVerdicts {
+                    index: imported.index,
+                    objects: imported.boxes.len(),
+                    judgements,
+                    drawn,
+                }
+            })
+            .collect();
+        to_js(&ImportResult {
+            format: import.format.name(),
+            images: verdicts,
+            not_open: import.not_open,
+            repeated: import.repeated,
+            unknown_classes: import.unknown_classes,
+        })
     }
 }

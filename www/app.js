@@ -33,6 +33,13 @@ const COLORS = {
   label: '#e5e7eb',
 };
 
+/** Download names of the weights per format (`Session.exportWeights`). */
+const WEIGHTS_FILES = { burnpack: 'veritune-adapted.bpk', safetensors: 'veritune-adapted.safetensors' };
+/** Download names of the labels per format (`Session.exportLabels`): COCO is one file, the others a ZIP archive. */
+const LABEL_FILES = { coco: 'veritune-labels-coco.json', yolo: 'veritune-labels-yolo.zip', voc: 'veritune-labels-voc.zip' };
+/** Files a label import reads from a picked folder. */
+const LABEL_FILE = /\.(json|txt|xml)$/i;
+
 /** sessionStorage key: the project to open after a reload (an id or 'new'). */
 const OPEN_KEY = 'veritune.open';
 /** Zoom range, relative to fitting the image in the view. */
@@ -97,6 +104,12 @@ const ui = {
   changesBody: document.querySelector('#changes-table tbody'),
   changesTable: $('changes-table'),
   exportButton: $('export'),
+  weightsFormat: $('weights-format'),
+  labelFormat: $('label-format'),
+  exportLabels: $('export-labels'),
+  labelsInput: $('labels-input'),
+  labelsFolderInput: $('labels-folder-input'),
+  importReport: $('import-report'),
 };
 
 // ---------------------------------------------------------------- state
@@ -275,6 +288,7 @@ globalThis.__veritunePanic = (message) => {
   setLocked(true);
   ui.train.disabled = true;
   ui.exportButton.disabled = true;
+  ui.exportLabels.disabled = true;
   ui.cancelTrain.disabled = true;
 };
 
@@ -458,13 +472,18 @@ function undoRedo(which) {
   if (locked) return;
   const step = which === 'undo' ? undoStack.undo() : undoStack.redo();
   if (!step) return;
-  const entry = images.find((e) => e.id === step.id);
-  if (!entry) return;
-  restore(entry, which === 'undo' ? step.before : step.after);
-  const index = images.indexOf(entry);
-  if (index !== current) select(index);
-  if (!selectionValid(entry)) selection = null;
-  verdictsChanged(entry);
+  const changed = [];
+  for (const change of step.changes) {
+    const entry = images.find((e) => e.id === change.id);
+    if (!entry) continue;
+    restore(entry, which === 'undo' ? change.before : change.after);
+    changed.push(entry);
+  }
+  if (!changed.length) return;
+  // The changed image is shown (the current one when a step changed several).
+  if (!changed.includes(images[current])) select(images.indexOf(changed[0]));
+  if (!selectionValid(images[current])) selection = null;
+  for (const entry of changed) verdictsChanged(entry);
   announce(`${which === 'undo' ? 'Undone' : 'Redone'}: ${step.label}.`);
 }
 
@@ -647,6 +666,8 @@ function settings() {
     batchSize: ui.batchSize.value,
     learningRate: ui.learningRate.value,
     drawClass: ui.drawClass.value,
+    weightsFormat: ui.weightsFormat.value,
+    labelFormat: ui.labelFormat.value,
   };
 }
 
@@ -1403,6 +1424,9 @@ function setLocked(value) {
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
   ui.exportProject.disabled = value || !session;
+  ui.exportLabels.disabled = value || !session;
+  ui.labelsInput.disabled = value;
+  ui.labelsFolderInput.disabled = value;
   updateUndoButtons();
   renderAll();
 }
@@ -1680,18 +1704,20 @@ function download(blob, name) {
 async function exportAll() {
   if (!session || training || crashMessage) return;
   ui.exportButton.disabled = true;
-  setStatus('Exporting the adapted weights…');
+  const format = ui.weightsFormat.value;
+  const file = WEIGHTS_FILES[format];
+  setStatus(`Exporting the adapted weights as ${format}…`);
   try {
     await Promise.all(images.map((e) => e.syncing).filter(Boolean));
-    const bytes = await withSession((s) => s.exportWeights());
+    const bytes = await withSession((s) => s.exportWeights(format));
     if (!bytes || !bytes.length) throw new Error('The session returned no weights');
-    download(new Blob([bytes], { type: 'application/octet-stream' }), 'veritune-adapted.bpk');
+    download(new Blob([bytes], { type: 'application/octet-stream' }), file);
     const stats = await withSession((s) => s.stats());
     const manifest = {
       format: 'veritune-manifest',
       version: 1,
       created: new Date().toISOString(),
-      weights: { file: 'veritune-adapted.bpk', bytes: bytes.length },
+      weights: { file, format, bytes: bytes.length },
       baseModelHash: facts.baseModelHash,
       backend: facts.backend,
       backendNotice: facts.notice,
@@ -1740,12 +1766,128 @@ async function exportAll() {
       })),
     };
     download(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), 'veritune-manifest.json');
-    setStatus(`Downloaded veritune-adapted.bpk (${bytes.length.toLocaleString()} bytes) and veritune-manifest.json.`);
+    setStatus(`Downloaded ${file} (${bytes.length.toLocaleString()} bytes) and veritune-manifest.json.`);
   } catch (e) {
     showError('Export failed', e);
     idleStatus();
   } finally {
     ui.exportButton.disabled = training || !session || Boolean(crashMessage);
+  }
+}
+
+/** Downloads the labels the reviewed images' verdicts give, in the chosen format, in the original images' pixels. */
+async function exportLabels() {
+  if (!session || locked || crashMessage) return;
+  const format = ui.labelFormat.value;
+  const file = LABEL_FILES[format];
+  ui.exportLabels.disabled = true;
+  try {
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    const reviewed = images.filter(isReviewed);
+    if (!reviewed.length) {
+      showError('There are no labels to download yet: judge every box on at least one image (Confirm all is the quick way) or draw the missed objects');
+      return;
+    }
+    const items = reviewed.map((e) => ({
+      name: e.name,
+      width: e.width,
+      height: e.height,
+      originalWidth: e.originalWidth,
+      originalHeight: e.originalHeight,
+      verdicts: verdictsOf(e),
+    }));
+    const bytes = await withSession((s) => s.exportLabels(format, items));
+    download(new Blob([bytes], { type: format === 'coco' ? 'application/json' : 'application/zip' }), file);
+    const boxes = reviewed.reduce((n, e) => n + userBoxes(e).labels.length, 0);
+    setStatus(`Downloaded ${file}: ${boxes} box${boxes === 1 ? '' : 'es'} on ${reviewed.length} reviewed image${reviewed.length === 1 ? '' : 's'}.`);
+  } catch (e) {
+    showError('The labels could not be written', e);
+  } finally {
+    ui.exportLabels.disabled = locked || !session || Boolean(crashMessage);
+  }
+}
+
+/** "a, b, c and 4 more" of quoted names. */
+function someNames(names, shown = 5) {
+  const quoted = names.slice(0, shown).map((n) => `“${n}”`);
+  return names.length > shown ? `${quoted.join(', ')} and ${names.length - shown} more` : quoted.join(', ');
+}
+
+/**
+ * Imports label files (COCO, YOLO with classes.txt, or Pascal VOC) for the
+ * open images: each matched image gets the verdicts a careful user would
+ * give knowing those objects, all of them as one undo step.
+ */
+async function importLabels(fileList, fromFolder) {
+  if (!session || locked || crashMessage) {
+    showError('Labels cannot be imported while training runs; wait for it to finish or cancel it.');
+    return;
+  }
+  const all = [...fileList];
+  // A folder holds images and other files too: only label files are read.
+  const files = fromFolder ? all.filter((f) => LABEL_FILE.test(f.name)) : all;
+  if (!files.length) {
+    showError(all.length ? 'The chosen folder has no label files (.json, .txt or .xml).' : 'No files were chosen.');
+    return;
+  }
+  ui.importReport.textContent = '';
+  try {
+    // The verdicts refer to each image's prediction: every open image needs one.
+    setStatus('Predicting the open images before importing labels…');
+    await startPredictLoop('Predicting before the import');
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    setStatus(`Reading ${files.length} label file${files.length === 1 ? '' : 's'}…`);
+    const texts = await Promise.all(files.map(async (f) => ({ name: displayName(f), text: await f.text() })));
+    const targets = images.filter((e) => e.base);
+    const shown = targets.map((e) => shownOf(e));
+    const open = targets.map((e, k) => ({
+      name: e.name,
+      width: e.width,
+      height: e.height,
+      shown: shown[k].map((i) => e.base.candidates[i]),
+    }));
+    const result = await withSession((s) => s.importLabels(texts, open));
+    const changes = [];
+    const count = { confirmed: 0, rejected: 0, drawn: 0, objects: 0 };
+    for (const r of result.images) {
+      const entry = targets[r.index];
+      const before = snapshot(entry);
+      entry.judgements = new Map(shown[r.index].map((i, k) => [i, r.judgements[k]]));
+      entry.drawn = r.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class }));
+      entry.touched = true;
+      changes.push({ entry, before });
+      for (const j of r.judgements) count[j.kind] += 1;
+      count.drawn += r.drawn.length;
+      count.objects += r.objects;
+    }
+    undoStack.pushGroup(changes, 'import labels');
+    if (changes.length && !changes.some((c) => c.entry === images[current])) select(images.indexOf(changes[0].entry));
+    for (const { entry } of changes) verdictsChanged(entry);
+    const lines = [];
+    const n = changes.length;
+    lines.push(
+      n
+        ? `Imported ${result.format.toUpperCase()} labels for ${n} image${n === 1 ? '' : 's'} (${count.objects} object${count.objects === 1 ? '' : 's'}): ` +
+            `${count.confirmed} shown box${count.confirmed === 1 ? '' : 'es'} confirmed, ${count.rejected} rejected, ${count.drawn} drawn. Undo reverts the import.`
+        : `No image was labelled: none of the ${result.format.toUpperCase()} labels names an open image.`,
+    );
+    if (result.notOpen.length) {
+      lines.push(`${result.notOpen.length} label entr${result.notOpen.length === 1 ? 'y names an image' : 'ies name images'} that ${result.notOpen.length === 1 ? 'is' : 'are'} not open: ${someNames(result.notOpen)}; open ${result.notOpen.length === 1 ? 'it' : 'them'} and import again to use ${result.notOpen.length === 1 ? 'it' : 'them'}.`);
+    }
+    if (result.repeated.length) {
+      lines.push(`${result.repeated.length} label entr${result.repeated.length === 1 ? 'y was' : 'ies were'} skipped because an earlier one labels the same image: ${someNames(result.repeated)}.`);
+    }
+    for (const c of result.unknownClasses) {
+      lines.push(`The model has no class “${c.name}”: ${c.boxes} box${c.boxes === 1 ? ' was' : 'es were'} skipped.`);
+    }
+    const unpredicted = images.length - targets.length;
+    if (unpredicted) lines.push(`${unpredicted} open image${unpredicted === 1 ? ' has' : 's have'} no prediction and got no labels.`);
+    ui.importReport.textContent = lines.join(' ');
+    if (!n) showError(lines[0]);
+    setStatus(lines[0]);
+  } catch (e) {
+    showError('The labels could not be imported', e);
+    idleStatus();
   }
 }
 
@@ -1925,6 +2067,12 @@ function applySettings(saved = {}) {
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
   if (saved.drawClass !== undefined && Number(saved.drawClass) < classNames.length) ui.drawClass.value = String(saved.drawClass);
+  for (const [el, v] of [
+    [ui.weightsFormat, saved.weightsFormat],
+    [ui.labelFormat, saved.labelFormat],
+  ]) {
+    if ([...el.options].some((o) => o.value === v)) el.value = v;
+  }
 }
 
 // ---------------------------------------------------------------- start
@@ -2060,7 +2208,9 @@ function wireUi() {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
   });
-  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass]) el.addEventListener('change', () => persist());
+  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
+    el.addEventListener('change', () => persist());
+  }
   ui.projectsButton.addEventListener('click', openProjectsDialog);
   ui.saveState.addEventListener('click', () => project && project.flush());
   document.addEventListener('veritune:renamed', (ev) => {
@@ -2076,6 +2226,16 @@ function wireUi() {
   ui.zoomOut.addEventListener('click', () => zoomBy(1 / 1.5));
   ui.zoomFit.addEventListener('click', zoomFit);
   ui.exportProject.addEventListener('click', exportProject);
+  ui.exportLabels.addEventListener('click', exportLabels);
+  for (const [input, fromFolder] of [
+    [ui.labelsInput, false],
+    [ui.labelsFolderInput, true],
+  ]) {
+    input.addEventListener('change', () => {
+      const files = input.files;
+      importLabels(files, fromFolder).finally(() => (input.value = ''));
+    });
+  }
   for (const r of document.querySelectorAll('input[name="mode"]')) {
     r.addEventListener('change', () => {
       mode = r.value;
@@ -2529,6 +2689,25 @@ window.veritunePage = Object.freeze({
   candidates() {
     const entry = images[current];
     return entry && entry.base ? entry.base.candidates.map((c) => ({ ...c, bbox: { ...c.bbox } })) : null;
+  },
+  /** The current image's shown boxes (class, score, box), in list order. */
+  shown() {
+    const entry = images[current];
+    return entry && entry.base ? shownOf(entry).map((i) => ({ ...entry.base.candidates[i], bbox: { ...entry.base.candidates[i].bbox } })) : null;
+  },
+  /** The current image's name, sizes and the boxes the user vouches for (confirmed, corrected, drawn). */
+  labels() {
+    const entry = images[current];
+    if (!entry) return null;
+    const { labels } = userBoxes(entry);
+    return {
+      name: entry.name,
+      width: entry.width,
+      height: entry.height,
+      originalWidth: entry.originalWidth,
+      originalHeight: entry.originalHeight,
+      boxes: labels.map((l) => ({ bbox: { ...l.bbox }, class: l.class })),
+    };
   },
   boxesOnScreen() {
     const entry = images[current];

@@ -9,7 +9,7 @@
 //   VERITUNE_TIMEOUT_MS        waits for page states (default 180000).
 //   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000).
 // The page under test is the real build (scripts/build-web puts it in www/).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -244,6 +244,29 @@ export async function waitTrainingDone(page, before) {
   } catch (e) {
     throw new Error(`training did not end: ${e.message}\nstatus: ${await page.locator('#train-status').innerText()}\npage errors: ${await pageErrors(page)}`);
   }
+}
+
+/** The candidates the native CLI predicts with `model` (weights file) on `image`, as its JSON text. */
+export function cliPredict(model, image) {
+  return execFileSync(VERITUNE_BIN, ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
+}
+
+/** Waits for `count` downloads started by `action()`; returns them by suggested file name. */
+export async function downloadsOf(page, count, action) {
+  const downloads = [];
+  const listen = (d) => downloads.push(d);
+  page.on('download', listen);
+  try {
+    await action();
+    const deadline = Date.now() + WAIT_MS;
+    while (downloads.length < count && Date.now() < deadline) await page.waitForTimeout(100);
+  } finally {
+    page.off('download', listen);
+  }
+  if (downloads.length !== count) {
+    throw new Error(`expected ${count} downloads, got ${downloads.length} (errors: ${await pageErrors(page)})`);
+  }
+  return Object.fromEntries(downloads.map((d) => [d.suggestedFilename(), d]));
 }
 
 export { mkdirSync, join };
