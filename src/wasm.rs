@@ -24,13 +24,13 @@ use crate::formats::voc::write_voc;
 use crate::formats::yolo::write_yolo;
 use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
 use crate::geometry::{Detection, LabeledBox};
-use crate::history::{HistoryConfig, HistoryLibrary};
+use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
-use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
+use crate::trainer::{StepRecord, TrainConfig, TrainingRun, update_history_with};
 use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig, build_target};
 use crate::weights::{WeightsFormat, load_fcos, save_fcos};
 use crate::zip::write_zip;
@@ -166,6 +166,8 @@ struct Inner {
     model: Option<Fcos>,
     samples: BTreeMap<String, (Sample, Vec<Category>)>,
     history: HistoryLibrary<Sample>,
+    /// The name of each history member, in library order.
+    history_ids: Vec<String>,
 }
 
 /// One user's fine-tuning session in the page.
@@ -214,6 +216,19 @@ struct TrainResult {
 #[derive(Serialize)]
 struct SampleResult {
     categories: Vec<Category>,
+}
+
+/// What an update of the history library did.
+#[derive(Serialize)]
+struct HistoryUpdate {
+    /// The members' names after it, in library order.
+    members: Vec<String>,
+    /// The samples offered that came in.
+    admitted: Vec<String>,
+    /// The members that left.
+    evicted: Vec<String>,
+    /// How many samples were offered.
+    offered: usize,
 }
 
 /// A reviewed image for label export: its name, working and original size
@@ -274,6 +289,7 @@ impl Session {
                 model: Some(model),
                 samples: BTreeMap::new(),
                 history: HistoryLibrary::new(HistoryConfig::default()),
+                history_ids: Vec::new(),
             })),
             cancel: Rc::new(Cell::new(false)),
             backend,
@@ -336,6 +352,37 @@ impl Session {
         to_js(&Prediction { shown, candidates })
     }
 
+    /// The sample of an image, its verdicts and the candidates they were given
+    /// on (see [`Session::set_sample`]), with its categories.
+    fn verified_sample(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        candidates: JsValue,
+        verdicts: JsValue,
+        threshold: f32,
+    ) -> Result<(Sample, Vec<Category>), JsError> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(error(format!(
+                "the score threshold {threshold} must be between 0 and 1"
+            )));
+        }
+        let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
+        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let config = TargetConfig {
+            score_threshold: threshold,
+            ..TargetConfig::default()
+        };
+        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
+        let model = self.current_model()?;
+        Ok((
+            Sample::new(&image, &target, model.spec()),
+            verdicts.categories(),
+        ))
+    }
+
     /// Stores (or replaces) the verified sample `id`: its pixels, the
     /// candidates it was shown from, the user's verdicts and the score
     /// threshold the boxes were shown at.
@@ -351,22 +398,8 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<JsValue, JsError> {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(error(format!(
-                "the score threshold {threshold} must be between 0 and 1"
-            )));
-        }
-        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
-        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
-        let config = TargetConfig {
-            score_threshold: threshold,
-            ..TargetConfig::default()
-        };
-        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
-        let categories = verdicts.categories();
-        let model = self.current_model()?;
-        let sample = Sample::new(&image, &target, model.spec());
+        let (sample, categories) =
+            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
         self.inner
             .borrow_mut()
             .samples
@@ -380,10 +413,12 @@ impl Session {
         self.inner.borrow_mut().samples.remove(&id);
     }
 
-    /// Adds a history sample with its ground-truth boxes.
+    /// Adds the history sample `id` (a name the page finds it by again) with
+    /// its ground-truth boxes at the end of the library.
     #[wasm_bindgen(js_name = addHistory)]
     pub fn add_history(
         &self,
+        id: String,
         rgba: Vec<u8>,
         width: usize,
         height: usize,
@@ -392,8 +427,34 @@ impl Session {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let boxes: Vec<LabeledBox> = from_js(boxes, "the history boxes")?;
         let model = self.current_model()?;
-        let sample = Sample::from_ground_truth(&image, &boxes, model.spec());
+        self.push_history(id, Sample::from_ground_truth(&image, &boxes, model.spec()))
+    }
+
+    /// Adds the history sample `id` made from a reviewed image (as
+    /// [`Session::set_sample`] makes it) at the end of the library: a
+    /// transfer sample an earlier update admitted, put back on resume.
+    #[wasm_bindgen(js_name = addHistorySample)]
+    #[allow(clippy::too_many_arguments)] // the page's arguments, as wasm-bindgen passes them
+    pub fn add_history_sample(
+        &self,
+        id: String,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        candidates: JsValue,
+        verdicts: JsValue,
+        threshold: f32,
+    ) -> Result<(), JsError> {
+        let (sample, _) =
+            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
+        self.push_history(id, sample)
+    }
+
+    fn push_history(&self, id: String, sample: Sample) -> Result<(), JsError> {
         let mut inner = self.inner.borrow_mut();
+        if inner.history_ids.contains(&id) {
+            return Err(error(format!("'{id}' is already in the history library")));
+        }
         let mut members = inner.history.members().to_vec();
         if members.len() >= inner.history.capacity() {
             return Err(error("the history library is full"));
@@ -401,7 +462,14 @@ impl Session {
         members.push(sample);
         inner.history =
             HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
+        inner.history_ids.push(id);
         Ok(())
+    }
+
+    /// The names of the history members, in library order.
+    #[wasm_bindgen(js_name = historyIds)]
+    pub fn history_ids(&self) -> Vec<String> {
+        self.inner.borrow().history_ids.clone()
     }
 
     /// Counts of samples per category and of history samples.
@@ -504,6 +572,75 @@ impl Session {
             yield_to_page().await;
         }
         Ok((run.into_model(), records, false))
+    }
+
+    /// Updates the history library after a training run (METHOD.md section
+    /// 3, gradient-based): the verified samples not yet in it compete with
+    /// its members for a place, by per-sample gradients of the current
+    /// model. Calls `on_progress(done, total)` after each gradient and
+    /// yields to the page in between; resolves with `{members, admitted,
+    /// evicted, offered}` (sample names, members in library order). On error
+    /// the library stays as it was.
+    #[wasm_bindgen(js_name = updateHistory)]
+    pub async fn update_history(&self, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let (model, mut history, ids, newcomers) = {
+            let mut inner = self.inner.borrow_mut();
+            let model = inner
+                .model
+                .take()
+                .ok_or_else(|| error("training is running: wait for it to finish first"))?;
+            let ids = std::mem::take(&mut inner.history_ids);
+            let newcomers: Vec<(String, Sample)> = inner
+                .samples
+                .iter()
+                .filter(|(id, _)| !ids.contains(id))
+                .map(|(id, (sample, _))| (id.clone(), sample.clone()))
+                .collect();
+            let history = std::mem::replace(
+                &mut inner.history,
+                HistoryLibrary::new(HistoryConfig::default()),
+            );
+            (model, history, ids, newcomers)
+        };
+        let (newcomer_ids, samples): (Vec<String>, Vec<Sample>) = newcomers.into_iter().unzip();
+        let result = update_history_with(
+            &model,
+            &mut history,
+            samples,
+            HistoryPolicy::GradientBased,
+            |done, total| {
+                let _ =
+                    on_progress.call2(&JsValue::NULL, &JsValue::from(done), &JsValue::from(total));
+                yield_to_page()
+            },
+        )
+        .await;
+        let mut inner = self.inner.borrow_mut();
+        inner.model = Some(model);
+        inner.history = history;
+        match result {
+            Ok(selection) => {
+                let admitted = selection.arrange(Vec::new(), newcomer_ids.clone());
+                let kept = selection.arrange(ids.clone(), Vec::new());
+                let evicted = ids
+                    .iter()
+                    .filter(|id| !kept.contains(id))
+                    .cloned()
+                    .collect();
+                let offered = newcomer_ids.len();
+                inner.history_ids = selection.arrange(ids, newcomer_ids);
+                to_js(&HistoryUpdate {
+                    members: inner.history_ids.clone(),
+                    admitted,
+                    evicted,
+                    offered,
+                })
+            }
+            Err(e) => {
+                inner.history_ids = ids;
+                Err(error(e))
+            }
+        }
     }
 
     /// The current weights as `format` bytes: `"burnpack"` (the default) or

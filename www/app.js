@@ -1571,6 +1571,7 @@ async function train() {
     if (!run.records.length || crashMessage) return;
     runs.push(run);
     await saveTraining(run);
+    if (result && !run.cancelled) await updateHistory(run);
     // The weights changed: predict every image again and show what changed.
     for (const e of images) if (e.latest) e.stale = true;
     training = false;
@@ -1763,6 +1764,7 @@ async function exportAll() {
         records: r.records,
         before: r.before,
         after: r.after,
+        history: r.history || null,
       })),
     };
     download(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), 'veritune-manifest.json');
@@ -2138,29 +2140,82 @@ async function loadTransferSamples() {
   }
 }
 
+/** The name a sample of the sample history goes by in the session and the project. */
+const historyId = (file) => `history:${file}`;
+
+/**
+ * Fills the session's history library: with the members a project's last
+ * update left (sample history files and reviewed images of the project, by
+ * name, in library order), else with the sample history.
+ */
 async function loadHistory() {
   const list = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
   if (!Array.isArray(list)) throw new Error('The list of history samples is not an array');
+  const byId = new Map(list.map((item) => [historyId(String(item && item.file)), item]));
+  const saved = project && Array.isArray(project.record.history) ? project.record.history.map(String) : null;
+  const ids = saved || [...byId.keys()];
   const failures = [];
-  for (const item of list) {
-    const file = String(item && item.file);
+  for (const id of ids) {
+    const entry = images.find((e) => e.id === id);
     try {
-      const bytes = await fetchBytes(ASSETS.history + encodeURIComponent(file), `the history image “${file}”`);
-      const decoded = await decodeImage(new Blob([bytes]), file, Number.POSITIVE_INFINITY);
-      const rgba = rgbaOf(decoded.bitmap);
-      decoded.bitmap.close();
-      const boxes = (item.boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
-      await withSession((s) => s.addHistory(rgba, decoded.width, decoded.height, boxes));
+      if (byId.has(id)) {
+        const file = String(byId.get(id).file);
+        const bytes = await fetchBytes(ASSETS.history + encodeURIComponent(file), `the history image “${file}”`);
+        const decoded = await decodeImage(new Blob([bytes]), file, Number.POSITIVE_INFINITY);
+        const rgba = rgbaOf(decoded.bitmap);
+        decoded.bitmap.close();
+        const boxes = (byId.get(id).boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
+        await withSession((s) => s.addHistory(id, rgba, decoded.width, decoded.height, boxes));
+      } else if (entry && isReviewed(entry)) {
+        const rgba = rgbaOf(entry.bitmap);
+        await withSession((s) => s.addHistorySample(id, rgba, entry.width, entry.height, entry.base.candidates, verdictsOf(entry), threshold));
+      } else {
+        throw new Error(entry ? 'the image is no longer reviewed' : 'it is neither a sample history file nor an image of this project');
+      }
     } catch (e) {
-      failures.push(`“${file}”: ${sentence(messageOf(e))}`);
+      failures.push(`“${entry ? entry.name : id}”: ${sentence(messageOf(e))}`);
     }
   }
   if (failures.length) {
     showError(
-      `${failures.length} of ${list.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
+      `${failures.length} of ${ids.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
     );
   }
   refreshStats();
+}
+
+/**
+ * After a finished run the history library is updated (METHOD.md section 3):
+ * the reviewed images compete with its members by per-sample gradients, and
+ * the project keeps the members' names so a reload restores the library.
+ * Not after a cancelled run: cancelling asks for the page back now, while
+ * the update computes a gradient per sample; the images compete after the
+ * next finished run.
+ */
+async function updateHistory(run) {
+  const finished = ui.trainStatus.textContent;
+  ui.trainStatus.textContent = `${finished} Updating the history library…`;
+  try {
+    const update = await withSession((s) =>
+      s.updateHistory((done, total) => {
+        setStatus(`Updating the history library: gradient ${done} of ${total}`, { progress: done / total });
+        ui.trainStatus.textContent = `${finished} Updating the history library: gradient ${done} of ${total}…`;
+      }),
+    );
+    run.history = { offered: update.offered, admitted: update.admitted.length, evicted: update.evicted.length, size: update.members.length };
+    const h = run.history;
+    ui.trainStatus.textContent =
+      `${finished} History library: ${h.admitted} of ${h.offered} reviewed image${h.offered === 1 ? '' : 's'} admitted, ` +
+      `${h.evicted} evicted, ${h.size} samples.`;
+    if (project) {
+      project.saveProject({ history: update.members });
+      project.saveRun(run);
+    }
+    refreshStats();
+  } catch (e) {
+    ui.trainStatus.textContent = `${finished} The history library was not updated.`;
+    showError('The history library could not be updated (it stays as it was)', e);
+  }
 }
 
 function wireUi() {
@@ -2708,6 +2763,10 @@ window.veritunePage = Object.freeze({
       originalHeight: entry.originalHeight,
       boxes: labels.map((l) => ({ bbox: { ...l.bbox }, class: l.class })),
     };
+  },
+  /** The names of the session's history members, in library order. */
+  historyIds() {
+    return withSession((s) => s.historyIds());
   },
   boxesOnScreen() {
     const entry = images[current];

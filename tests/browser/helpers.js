@@ -171,6 +171,17 @@ export async function waitForReady(page) {
   if (phase !== 'ready') throw new Error(`the page failed to start: ${await pageErrors(page)}`);
 }
 
+/** Reloads and resumes the project offered first in the start dialog, which must be `expectName`. */
+export async function reloadAndResume(page, expectName) {
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.phase === 'choosing');
+  const resume = page.locator('#projects-resume');
+  const offered = await resume.innerText();
+  if (offered !== `Resume “${expectName}”`) throw new Error(`the start dialog offers ${offered}, not “${expectName}”`);
+  await resume.click();
+  await waitForReady(page);
+}
+
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, name) });
