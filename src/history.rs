@@ -262,8 +262,8 @@ impl<S> HistoryLibrary<S> {
     /// error if the selection names a missing or repeated sample or would exceed
     /// the capacity.
     pub fn apply(&mut self, selection: Selection, newcomers: Vec<S>) -> Result<(), HistoryError> {
-        let kept = checked_indices(selection.kept_members, self.members.len(), "member")?;
-        let admitted = checked_indices(selection.admitted, newcomers.len(), "newcomer")?;
+        let kept = checked_indices(selection.kept_members.clone(), self.members.len(), "member")?;
+        let admitted = checked_indices(selection.admitted.clone(), newcomers.len(), "newcomer")?;
         let len = kept.len() + admitted.len();
         if len > self.config.capacity {
             return Err(HistoryError::OverCapacity {
@@ -272,10 +272,21 @@ impl<S> HistoryLibrary<S> {
             });
         }
         self.seen = self.seen.saturating_add(newcomers.len());
-        let kept: BTreeSet<usize> = kept.into_iter().collect();
-        let admitted: BTreeSet<usize> = admitted.into_iter().collect();
-        let old = std::mem::take(&mut self.members);
-        self.members = old
+        self.members = selection.arrange(std::mem::take(&mut self.members), newcomers);
+        self.cursor = 0;
+        Ok(())
+    }
+}
+
+impl Selection {
+    /// `members` and `newcomers` (the samples, or anything standing for them
+    /// such as their names) in the library order the selection gives: the
+    /// kept members in their order, then the admitted newcomers in theirs.
+    /// Indices past the end name nothing.
+    pub fn arrange<T>(&self, members: Vec<T>, newcomers: Vec<T>) -> Vec<T> {
+        let kept: BTreeSet<usize> = self.kept_members.iter().copied().collect();
+        let admitted: BTreeSet<usize> = self.admitted.iter().copied().collect();
+        members
             .into_iter()
             .enumerate()
             .filter(|(i, _)| kept.contains(i))
@@ -287,9 +298,7 @@ impl<S> HistoryLibrary<S> {
                     .filter(|(j, _)| admitted.contains(j))
                     .map(|(_, s)| s),
             )
-            .collect();
-        self.cursor = 0;
-        Ok(())
+            .collect()
     }
 }
 
@@ -866,6 +875,8 @@ mod tests {
             admitted: vec![2, 0],
             ..Selection::default()
         };
+        let names = selection.arrange(vec!["a", "b", "c", "d"], vec!["x", "y", "z"]);
+        assert_eq!(names, vec!["a", "d", "x", "z"], "names follow the samples");
         lib.apply(selection, vec![20, 21, 22])
             .expect("valid selection");
         assert_eq!(lib.members(), &[10, 13, 20, 22]);

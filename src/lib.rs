@@ -30,3 +30,4 @@ pub mod verdict;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 pub mod weights;
+pub mod zip;

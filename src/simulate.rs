@@ -1,24 +1,35 @@
 //! The simulated user: verdicts given from the ground truth, for benchmarks
 //! and for `finetune --simulate-user`.
 
-use crate::geometry::{Detection, LabeledBox, sort_by_score};
+use crate::geometry::{Detection, LabeledBox};
 use crate::verdict::{ImageVerdicts, Judgement, ShownBox};
 
-/// The verdicts a careful user gives on `shown` boxes knowing `ground_truth`:
-/// in descending score order, a shown box that overlaps a not yet claimed
-/// object of its class with IoU at least `iou_threshold` is confirmed (the
-/// best-overlapping one is claimed), any other shown box is rejected, and
-/// every object left unclaimed is drawn.
-pub fn simulated_verdicts(
+/// The simulated user's judgement of each shown box, in the order the boxes
+/// were given, and the objects it draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulated {
+    /// One judgement per shown box: confirmed or rejected.
+    pub judgements: Vec<Judgement>,
+    /// The objects no shown box claimed.
+    pub drawn: Vec<LabeledBox>,
+}
+
+/// What a careful user does with `shown` boxes knowing `ground_truth`, the
+/// judgements in the order of `shown`: in descending score order, a shown
+/// box that overlaps a not yet claimed object of its class with IoU at least
+/// `iou_threshold` is confirmed (the best-overlapping one is claimed), any
+/// other shown box is rejected, and every object left unclaimed is drawn.
+pub fn simulated_judgements(
     shown: &[Detection],
     ground_truth: &[LabeledBox],
     iou_threshold: f32,
-) -> ImageVerdicts {
-    let mut shown = shown.to_vec();
-    sort_by_score(&mut shown);
+) -> Simulated {
+    let mut order: Vec<usize> = (0..shown.len()).collect();
+    order.sort_by(|&a, &b| shown[b].score.total_cmp(&shown[a].score));
     let mut claimed = vec![false; ground_truth.len()];
-    let mut verdicts = ImageVerdicts::default();
-    for detection in shown {
+    let mut judgements = vec![Judgement::Rejected; shown.len()];
+    for index in order {
+        let detection = &shown[index];
         let best = ground_truth
             .iter()
             .enumerate()
@@ -26,25 +37,38 @@ pub fn simulated_verdicts(
             .map(|(i, gt)| (i, gt.bbox.iou(&detection.bbox)))
             .filter(|(_, iou)| *iou >= iou_threshold)
             .max_by(|a, b| a.1.total_cmp(&b.1));
-        let judgement = match best {
-            Some((i, _)) => {
-                claimed[i] = true;
-                Judgement::Confirmed
-            }
-            None => Judgement::Rejected,
-        };
-        verdicts.shown.push(ShownBox {
-            detection,
-            judgement: Some(judgement),
-        });
+        if let Some((i, _)) = best {
+            claimed[i] = true;
+            judgements[index] = Judgement::Confirmed;
+        }
     }
-    verdicts.drawn = ground_truth
+    let drawn = ground_truth
         .iter()
         .zip(&claimed)
         .filter(|(_, claimed)| !**claimed)
         .map(|(gt, _)| *gt)
         .collect();
-    verdicts
+    Simulated { judgements, drawn }
+}
+
+/// The verdicts of [`simulated_judgements`], the shown boxes in descending
+/// score order.
+pub fn simulated_verdicts(
+    shown: &[Detection],
+    ground_truth: &[LabeledBox],
+    iou_threshold: f32,
+) -> ImageVerdicts {
+    let Simulated { judgements, drawn } = simulated_judgements(shown, ground_truth, iou_threshold);
+    let mut shown: Vec<ShownBox> = shown
+        .iter()
+        .zip(judgements)
+        .map(|(detection, judgement)| ShownBox {
+            detection: *detection,
+            judgement: Some(judgement),
+        })
+        .collect();
+    shown.sort_by(|a, b| b.detection.score.total_cmp(&a.detection.score));
+    ImageVerdicts { shown, drawn }
 }
 
 #[cfg(test)]
@@ -97,5 +121,36 @@ mod tests {
             v.categories(),
             vec![Category::MissedDetection, Category::FalseDetection]
         );
+    }
+
+    #[test]
+    fn judgements_come_in_the_order_of_the_shown_boxes() {
+        let object = LabeledBox {
+            bbox: BBox::new(0.0, 0.0, 10.0, 10.0),
+            class: 0,
+        };
+        let at = |x: f32, score: f32| Detection {
+            bbox: BBox::new(x, 0.0, x + 10.0, 10.0),
+            class: 0,
+            score,
+        };
+        // The weaker box overlaps better, but the stronger one claims the object first.
+        let shown = [at(0.0, 0.6), at(1.0, 0.9), at(40.0, 0.7)];
+        let simulated = simulated_judgements(&shown, &[object], 0.5);
+        assert_eq!(
+            simulated.judgements,
+            vec![
+                Judgement::Rejected,
+                Judgement::Confirmed,
+                Judgement::Rejected
+            ]
+        );
+        assert!(simulated.drawn.is_empty());
+        let scores: Vec<f32> = simulated_verdicts(&shown, &[object], 0.5)
+            .shown
+            .iter()
+            .map(|s| s.detection.score)
+            .collect();
+        assert_eq!(scores, vec![0.9, 0.7, 0.6]);
     }
 }

@@ -19,7 +19,8 @@ use thiserror::Error;
 
 use crate::detector::Detector;
 use crate::history::{
-    Candidate, HistoryError, HistoryLibrary, HistoryPolicy, select_gradient_based, select_reservoir,
+    Candidate, HistoryError, HistoryLibrary, HistoryPolicy, Selection, select_gradient_based,
+    select_reservoir,
 };
 use crate::mixing::{
     MixRecord, MixScope, MixingRule, gradient_stats, mix, param_ids, stats_from_values,
@@ -426,13 +427,34 @@ pub async fn sample_gradient<M: Detector>(
 
 /// Updates the history library after a round: the transfer samples compete
 /// with the members for a place, by gradient (METHOD.md section 3) or by
-/// reservoir sampling (the baseline).
+/// reservoir sampling (the baseline). Returns the selection applied.
 pub async fn update_history<M: Detector>(
     model: &M,
     library: &mut HistoryLibrary<Sample>,
     newcomers: Vec<Sample>,
     policy: HistoryPolicy,
-) -> Result<(), TrainError> {
+) -> Result<Selection, TrainError> {
+    update_history_with(model, library, newcomers, policy, |_, _| {
+        std::future::ready(())
+    })
+    .await
+}
+
+/// [`update_history`], awaiting `progress(done, total)` after each
+/// per-sample gradient (the gradient-based policy computes one per member
+/// and newcomer), e.g. to report it and let a page paint.
+pub async fn update_history_with<M, P, F>(
+    model: &M,
+    library: &mut HistoryLibrary<Sample>,
+    newcomers: Vec<Sample>,
+    policy: HistoryPolicy,
+    mut progress: P,
+) -> Result<Selection, TrainError>
+where
+    M: Detector,
+    P: FnMut(usize, usize) -> F,
+    F: Future<Output = ()>,
+{
     let mut rng = library.update_rng();
     let selection = match policy {
         HistoryPolicy::Reservoir => select_reservoir(
@@ -443,14 +465,14 @@ pub async fn update_history<M: Detector>(
             &mut rng,
         )?,
         HistoryPolicy::GradientBased => {
-            let mut member_grads = Vec::with_capacity(library.len());
-            for member in library.members() {
-                member_grads.push(sample_gradient(model, member).await?);
+            let total = library.len() + newcomers.len();
+            let mut gradients = Vec::with_capacity(total);
+            for sample in library.members().iter().chain(&newcomers) {
+                gradients.push(sample_gradient(model, sample).await?);
+                progress(gradients.len(), total).await;
             }
-            let mut newcomer_grads = Vec::with_capacity(newcomers.len());
-            for sample in &newcomers {
-                newcomer_grads.push(sample_gradient(model, sample).await?);
-            }
+            let newcomer_grads = gradients.split_off(library.len());
+            let member_grads = gradients;
             let dim = newcomer_grads.first().map_or(0, Vec::len);
             let mut mean = vec![0.0f32; dim];
             for g in &newcomer_grads {
@@ -474,8 +496,8 @@ pub async fn update_history<M: Detector>(
             )?
         }
     };
-    library.apply(selection, newcomers)?;
-    Ok(())
+    library.apply(selection.clone(), newcomers)?;
+    Ok(selection)
 }
 
 fn candidates<'a>(gradients: &'a [Vec<f32>], classes: &'a [Vec<usize>]) -> Vec<Candidate<'a>> {

@@ -9,7 +9,7 @@
 //! whatever is pending.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use burn::tensor::Device;
@@ -18,15 +18,25 @@ use wasm_bindgen::prelude::*;
 
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
+use crate::formats::coco::to_coco_json;
+use crate::formats::import::{SkippedClass, import_labels};
+use crate::formats::voc::write_voc;
+use crate::formats::yolo::write_yolo;
+use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
 use crate::geometry::{Detection, LabeledBox};
-use crate::history::{HistoryConfig, HistoryLibrary};
+use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
-use crate::trainer::{StepRecord, TrainConfig, TrainingRun};
-use crate::verdict::{Category, ImageVerdicts, TargetConfig, build_target};
+use crate::simulate::{Simulated, simulated_judgements};
+use crate::trainer::{StepRecord, TrainConfig, TrainingRun, update_history_with};
+use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig, build_target};
 use crate::weights::{WeightsFormat, load_fcos, save_fcos};
+use crate::zip::write_zip;
+
+/// The IoU at which an imported object counts as the shown box it overlaps.
+const IMPORT_IOU: f32 = 0.5;
 
 /// Forwards warnings and errors of the `log` crate (burn and cubecl report
 /// WebGPU shader and validation failures there) to the browser console.
@@ -156,6 +166,8 @@ struct Inner {
     model: Option<Fcos>,
     samples: BTreeMap<String, (Sample, Vec<Category>)>,
     history: HistoryLibrary<Sample>,
+    /// The name of each history member, in library order.
+    history_ids: Vec<String>,
 }
 
 /// One user's fine-tuning session in the page.
@@ -206,6 +218,64 @@ struct SampleResult {
     categories: Vec<Category>,
 }
 
+/// What an update of the history library did.
+#[derive(Serialize)]
+struct HistoryUpdate {
+    /// The members' names after it, in library order.
+    members: Vec<String>,
+    /// The samples offered that came in.
+    admitted: Vec<String>,
+    /// The members that left.
+    evicted: Vec<String>,
+    /// How many samples were offered.
+    offered: usize,
+}
+
+/// A reviewed image for label export: its name, working and original size
+/// (boxes are in working pixels) and verdicts.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewedImage {
+    name: String,
+    width: u32,
+    height: u32,
+    original_width: u32,
+    original_height: u32,
+    verdicts: ImageVerdicts,
+}
+
+/// An open image for label import: its name, working size and the boxes
+/// shown on it.
+#[derive(Deserialize)]
+struct OpenImage {
+    name: String,
+    width: u32,
+    height: u32,
+    shown: Vec<Detection>,
+}
+
+/// Verdicts an import gives one open image.
+#[derive(Serialize)]
+struct ImportedVerdicts {
+    /// Index among the open images passed.
+    index: usize,
+    /// How many imported objects the image has.
+    objects: usize,
+    /// One per shown box, in the order passed.
+    judgements: Vec<Judgement>,
+    drawn: Vec<LabeledBox>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportResult {
+    format: &'static str,
+    images: Vec<ImportedVerdicts>,
+    not_open: Vec<String>,
+    repeated: Vec<String>,
+    unknown_classes: Vec<SkippedClass>,
+}
+
 #[wasm_bindgen]
 impl Session {
     /// Loads meta-model bytes (burnpack) on WebGPU when `prefer_webgpu` and
@@ -219,6 +289,7 @@ impl Session {
                 model: Some(model),
                 samples: BTreeMap::new(),
                 history: HistoryLibrary::new(HistoryConfig::default()),
+                history_ids: Vec::new(),
             })),
             cancel: Rc::new(Cell::new(false)),
             backend,
@@ -281,10 +352,42 @@ impl Session {
         to_js(&Prediction { shown, candidates })
     }
 
+    /// The sample of an image, its verdicts and the candidates they were given
+    /// on (see [`Session::set_sample`]), with its categories.
+    fn verified_sample(
+        &self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        candidates: JsValue,
+        verdicts: JsValue,
+        threshold: f32,
+    ) -> Result<(Sample, Vec<Category>), JsError> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(error(format!(
+                "the score threshold {threshold} must be between 0 and 1"
+            )));
+        }
+        let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
+        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let config = TargetConfig {
+            score_threshold: threshold,
+            ..TargetConfig::default()
+        };
+        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
+        let model = self.current_model()?;
+        Ok((
+            Sample::new(&image, &target, model.spec()),
+            verdicts.categories(),
+        ))
+    }
+
     /// Stores (or replaces) the verified sample `id`: its pixels, the
     /// candidates it was shown from, the user's verdicts and the score
     /// threshold the boxes were shown at.
     #[wasm_bindgen(js_name = setSample)]
+    #[allow(clippy::too_many_arguments)] // the page's arguments, as wasm-bindgen passes them
     pub fn set_sample(
         &self,
         id: String,
@@ -295,22 +398,8 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<JsValue, JsError> {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(error(format!(
-                "the score threshold {threshold} must be between 0 and 1"
-            )));
-        }
-        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
-        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
-        let config = TargetConfig {
-            score_threshold: threshold,
-            ..TargetConfig::default()
-        };
-        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
-        let categories = verdicts.categories();
-        let model = self.current_model()?;
-        let sample = Sample::new(&image, &target, model.spec());
+        let (sample, categories) =
+            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
         self.inner
             .borrow_mut()
             .samples
@@ -324,10 +413,12 @@ impl Session {
         self.inner.borrow_mut().samples.remove(&id);
     }
 
-    /// Adds a history sample with its ground-truth boxes.
+    /// Adds the history sample `id` (a name the page finds it by again) with
+    /// its ground-truth boxes at the end of the library.
     #[wasm_bindgen(js_name = addHistory)]
     pub fn add_history(
         &self,
+        id: String,
         rgba: Vec<u8>,
         width: usize,
         height: usize,
@@ -336,8 +427,34 @@ impl Session {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let boxes: Vec<LabeledBox> = from_js(boxes, "the history boxes")?;
         let model = self.current_model()?;
-        let sample = Sample::from_ground_truth(&image, &boxes, model.spec());
+        self.push_history(id, Sample::from_ground_truth(&image, &boxes, model.spec()))
+    }
+
+    /// Adds the history sample `id` made from a reviewed image (as
+    /// [`Session::set_sample`] makes it) at the end of the library: a
+    /// transfer sample an earlier update admitted, put back on resume.
+    #[wasm_bindgen(js_name = addHistorySample)]
+    #[allow(clippy::too_many_arguments)] // the page's arguments, as wasm-bindgen passes them
+    pub fn add_history_sample(
+        &self,
+        id: String,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        candidates: JsValue,
+        verdicts: JsValue,
+        threshold: f32,
+    ) -> Result<(), JsError> {
+        let (sample, _) =
+            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
+        self.push_history(id, sample)
+    }
+
+    fn push_history(&self, id: String, sample: Sample) -> Result<(), JsError> {
         let mut inner = self.inner.borrow_mut();
+        if inner.history_ids.contains(&id) {
+            return Err(error(format!("'{id}' is already in the history library")));
+        }
         let mut members = inner.history.members().to_vec();
         if members.len() >= inner.history.capacity() {
             return Err(error("the history library is full"));
@@ -345,7 +462,14 @@ impl Session {
         members.push(sample);
         inner.history =
             HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
+        inner.history_ids.push(id);
         Ok(())
+    }
+
+    /// The names of the history members, in library order.
+    #[wasm_bindgen(js_name = historyIds)]
+    pub fn history_ids(&self) -> Vec<String> {
+        self.inner.borrow().history_ids.clone()
     }
 
     /// Counts of samples per category and of history samples.
@@ -450,12 +574,185 @@ impl Session {
         Ok((run.into_model(), records, false))
     }
 
-    /// The current weights as burnpack bytes (the format the CLI loads).
+    /// Updates the history library after a training run (METHOD.md section
+    /// 3, gradient-based): the verified samples not yet in it compete with
+    /// its members for a place, by per-sample gradients of the current
+    /// model. Calls `on_progress(done, total)` after each gradient and
+    /// yields to the page in between; resolves with `{members, admitted,
+    /// evicted, offered}` (sample names, members in library order). On error
+    /// the library stays as it was.
+    #[wasm_bindgen(js_name = updateHistory)]
+    pub async fn update_history(&self, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
+        let (model, mut history, ids, newcomers) = {
+            let mut inner = self.inner.borrow_mut();
+            let model = inner
+                .model
+                .take()
+                .ok_or_else(|| error("training is running: wait for it to finish first"))?;
+            let ids = std::mem::take(&mut inner.history_ids);
+            let newcomers: Vec<(String, Sample)> = inner
+                .samples
+                .iter()
+                .filter(|(id, _)| !ids.contains(id))
+                .map(|(id, (sample, _))| (id.clone(), sample.clone()))
+                .collect();
+            let history = std::mem::replace(
+                &mut inner.history,
+                HistoryLibrary::new(HistoryConfig::default()),
+            );
+            (model, history, ids, newcomers)
+        };
+        let (newcomer_ids, samples): (Vec<String>, Vec<Sample>) = newcomers.into_iter().unzip();
+        let result = update_history_with(
+            &model,
+            &mut history,
+            samples,
+            HistoryPolicy::GradientBased,
+            |done, total| {
+                let _ =
+                    on_progress.call2(&JsValue::NULL, &JsValue::from(done), &JsValue::from(total));
+                yield_to_page()
+            },
+        )
+        .await;
+        let mut inner = self.inner.borrow_mut();
+        inner.model = Some(model);
+        inner.history = history;
+        match result {
+            Ok(selection) => {
+                let admitted = selection.arrange(Vec::new(), newcomer_ids.clone());
+                let kept = selection.arrange(ids.clone(), Vec::new());
+                let evicted = ids
+                    .iter()
+                    .filter(|id| !kept.contains(id))
+                    .cloned()
+                    .collect();
+                let offered = newcomer_ids.len();
+                inner.history_ids = selection.arrange(ids, newcomer_ids);
+                to_js(&HistoryUpdate {
+                    members: inner.history_ids.clone(),
+                    admitted,
+                    evicted,
+                    offered,
+                })
+            }
+            Err(e) => {
+                inner.history_ids = ids;
+                Err(error(e))
+            }
+        }
+    }
+
+    /// The current weights as `format` bytes: `"burnpack"` (the default) or
+    /// `"safetensors"`; the CLI loads either.
     #[wasm_bindgen(js_name = exportWeights)]
-    pub async fn export_weights(&self) -> Result<Vec<u8>, JsError> {
+    pub async fn export_weights(&self, format: Option<String>) -> Result<Vec<u8>, JsError> {
+        let format = match format {
+            Some(name) => name.parse().map_err(error)?,
+            None => WeightsFormat::Burnpack,
+        };
         let model = self.current_model()?;
-        save_fcos(&model, WeightsFormat::Burnpack)
-            .await
-            .map_err(error)
+        save_fcos(&model, format).await.map_err(error)
+    }
+
+    /// The labels the verdicts of `images` (reviewed images: `{name, width,
+    /// height, originalWidth, originalHeight, verdicts}`) give, in the
+    /// original images' pixels, as `format` (`coco`, `yolo` or `voc`): a COCO
+    /// JSON file, or a ZIP archive of the YOLO files with `classes.txt` or of
+    /// the Pascal VOC files.
+    #[wasm_bindgen(js_name = exportLabels)]
+    pub fn export_labels(&self, format: String, images: JsValue) -> Result<Vec<u8>, JsError> {
+        let format: Format = format.parse().map_err(error)?;
+        let images: Vec<ReviewedImage> = from_js(images, "the reviewed images")?;
+        let mut verdicts = BTreeMap::new();
+        let mut sizes = Vec::with_capacity(images.len());
+        let mut originals = HashMap::with_capacity(images.len());
+        for image in images {
+            if verdicts.contains_key(&image.name) {
+                return Err(error(format!(
+                    "two images are named '{}', and label files are named after their images: rename one of the files and open it again",
+                    image.name
+                )));
+            }
+            sizes.push(ImageSize {
+                file_name: image.name.clone(),
+                width: image.width,
+                height: image.height,
+            });
+            originals.insert(
+                image.name.clone(),
+                (image.original_width, image.original_height),
+            );
+            verdicts.insert(image.name, image.verdicts);
+        }
+        let set = labels_from_verdicts(&self.class_names, &sizes, &verdicts).map_err(error)?;
+        let set = LabelSet {
+            images: set
+                .images
+                .iter()
+                .map(|labels| {
+                    let (width, height) = originals
+                        .get(&labels.file_name)
+                        .copied()
+                        .unwrap_or((labels.width, labels.height));
+                    labels.resized(width, height)
+                })
+                .collect(),
+            class_names: set.class_names,
+        };
+        let files = match format {
+            Format::Coco => return Ok((to_coco_json(&set) + "\n").into_bytes()),
+            Format::Yolo => write_yolo(&set).map_err(error)?,
+            Format::Voc => write_voc(&set).map_err(error)?,
+        };
+        write_zip(files.iter().map(|f| (f.name.as_str(), f.text.as_bytes()))).map_err(error)
+    }
+
+    /// Verdicts from label files (`[{name, text}]`: one COCO JSON, YOLO
+    /// `.txt` files with `classes.txt`, or Pascal VOC `.xml` files) for the
+    /// open `images` (`[{name, width, height, shown}]`, sizes and boxes in
+    /// working pixels): entries go to images by file name, classes to the
+    /// model's by name, and each matched image gets the verdicts a careful
+    /// user would give knowing those objects (confirm the shown boxes that
+    /// match one, reject the others, draw the objects none matched). Resolves
+    /// with `{format, images: [{index, objects, judgements, drawn}], notOpen,
+    /// repeated, unknownClasses: [{name, boxes}]}`.
+    #[wasm_bindgen(js_name = importLabels)]
+    pub fn import_label_files(&self, files: JsValue, images: JsValue) -> Result<JsValue, JsError> {
+        let files: Vec<TextFile> = from_js(files, "the label files")?;
+        let images: Vec<OpenImage> = from_js(images, "the open images")?;
+        let sizes: Vec<ImageSize> = images
+            .iter()
+            .map(|image| ImageSize {
+                file_name: image.name.clone(),
+                width: image.width,
+                height: image.height,
+            })
+            .collect();
+        let import = import_labels(&files, &sizes, &self.class_names).map_err(error)?;
+        let verdicts = import
+            .images
+            .into_iter()
+            .map(|imported| {
+                let Simulated { judgements, drawn } = simulated_judgements(
+                    &images[imported.index].shown,
+                    &imported.boxes,
+                    IMPORT_IOU,
+                );
+                ImportedVerdicts {
+                    index: imported.index,
+                    objects: imported.boxes.len(),
+                    judgements,
+                    drawn,
+                }
+            })
+            .collect();
+        to_js(&ImportResult {
+            format: import.format.name(),
+            images: verdicts,
+            not_open: import.not_open,
+            repeated: import.repeated,
+            unknown_classes: import.unknown_classes,
+        })
     }
 }

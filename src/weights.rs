@@ -89,6 +89,27 @@ pub enum WeightsError {
     },
 }
 
+/// A weights format name that is not `burnpack` or `safetensors`.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("'{0}' is not a weights format: use burnpack or safetensors")]
+pub struct UnknownWeightsFormat(pub String);
+
+impl std::str::FromStr for WeightsFormat {
+    type Err = UnknownWeightsFormat;
+
+    /// `burnpack` or `safetensors`, in any case.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [
+            ("burnpack", WeightsFormat::Burnpack),
+            ("safetensors", WeightsFormat::Safetensors),
+        ]
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, format)| format)
+        .ok_or_else(|| UnknownWeightsFormat(name.to_string()))
+    }
+}
+
 /// One parameter read from the device.
 struct Parameter {
     /// Its module path, e.g. `backbone.0.norm.gamma`.

@@ -10,9 +10,9 @@ use burn::tensor::Device;
 use common::{parameters, tiny_config, tiny_detector};
 use veritune::detector::fcos::FcosConfig;
 use veritune::weights::{
-    ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, PreflightError, WeightsError,
-    WeightsFormat, load_burnpack, load_fcos, load_safetensors, preflight, read_fcos_config,
-    save_fcos, to_burnpack, to_safetensors,
+    ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, PreflightError, UnknownWeightsFormat,
+    WeightsError, WeightsFormat, load_burnpack, load_fcos, load_safetensors, preflight,
+    read_fcos_config, save_fcos, to_burnpack, to_safetensors,
 };
 
 fn saved() -> Vec<u8> {
@@ -260,6 +260,15 @@ fn burnpack_is_told_from_safetensors_and_by_file_name() {
         WeightsFormat::for_file_name("adapted.bpk"),
         WeightsFormat::Burnpack
     );
+}
+
+#[test]
+fn weights_formats_are_named_burnpack_and_safetensors() {
+    assert_eq!("burnpack".parse(), Ok(WeightsFormat::Burnpack));
+    assert_eq!("SafeTensors".parse(), Ok(WeightsFormat::Safetensors));
+    let err = "onnx".parse::<WeightsFormat>().unwrap_err();
+    assert_eq!(err, UnknownWeightsFormat("onnx".into()));
+    assert!(err.to_string().contains("burnpack or safetensors"), "{err}");
 }
 
 #[test]

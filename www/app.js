@@ -33,6 +33,13 @@ const COLORS = {
   label: '#e5e7eb',
 };
 
+/** Download names of the weights per format (`Session.exportWeights`). */
+const WEIGHTS_FILES = { burnpack: 'veritune-adapted.bpk', safetensors: 'veritune-adapted.safetensors' };
+/** Download names of the labels per format (`Session.exportLabels`): COCO is one file, the others a ZIP archive. */
+const LABEL_FILES = { coco: 'veritune-labels-coco.json', yolo: 'veritune-labels-yolo.zip', voc: 'veritune-labels-voc.zip' };
+/** Files a label import reads from a picked folder. */
+const LABEL_FILE = /\.(json|txt|xml)$/i;
+
 /** sessionStorage key: the project to open after a reload (an id or 'new'). */
 const OPEN_KEY = 'veritune.open';
 /** Zoom range, relative to fitting the image in the view. */
@@ -98,6 +105,12 @@ const ui = {
   changesBody: document.querySelector('#changes-table tbody'),
   changesTable: $('changes-table'),
   exportButton: $('export'),
+  weightsFormat: $('weights-format'),
+  labelFormat: $('label-format'),
+  exportLabels: $('export-labels'),
+  labelsInput: $('labels-input'),
+  labelsFolderInput: $('labels-folder-input'),
+  importReport: $('import-report'),
 };
 
 // ---------------------------------------------------------------- state
@@ -109,8 +122,6 @@ let wasm = null;
 let currentWeights = null;
 /** Why the GPU device was lost; '' while it is not. */
 let gpuLost = '';
-/** The history samples as decoded once: {rgba, width, height, boxes}. */
-let historyItems = null;
 /** What the session said about itself at start (read once: no calls while it is busy). */
 let facts = { backend: '', notice: '', baseModelHash: '', inputSize: 0 };
 let classNames = [];
@@ -290,6 +301,7 @@ globalThis.__veritunePanic = (message) => {
   setLocked(true);
   ui.train.disabled = true;
   ui.exportButton.disabled = true;
+  ui.exportLabels.disabled = true;
   ui.cancelTrain.disabled = true;
 };
 
@@ -473,13 +485,18 @@ function undoRedo(which) {
   if (locked) return;
   const step = which === 'undo' ? undoStack.undo() : undoStack.redo();
   if (!step) return;
-  const entry = images.find((e) => e.id === step.id);
-  if (!entry) return;
-  restore(entry, which === 'undo' ? step.before : step.after);
-  const index = images.indexOf(entry);
-  if (index !== current) select(index);
-  if (!selectionValid(entry)) selection = null;
-  verdictsChanged(entry);
+  const changed = [];
+  for (const change of step.changes) {
+    const entry = images.find((e) => e.id === change.id);
+    if (!entry) continue;
+    restore(entry, which === 'undo' ? change.before : change.after);
+    changed.push(entry);
+  }
+  if (!changed.length) return;
+  // The changed image is shown (the current one when a step changed several).
+  if (!changed.includes(images[current])) select(images.indexOf(changed[0]));
+  if (!selectionValid(images[current])) selection = null;
+  for (const entry of changed) verdictsChanged(entry);
   announce(`${which === 'undo' ? 'Undone' : 'Redone'}: ${step.label}.`);
 }
 
@@ -662,6 +679,8 @@ function settings() {
     batchSize: ui.batchSize.value,
     learningRate: ui.learningRate.value,
     drawClass: ui.drawClass.value,
+    weightsFormat: ui.weightsFormat.value,
+    labelFormat: ui.labelFormat.value,
   };
 }
 
@@ -1419,6 +1438,9 @@ function setLocked(value) {
   ui.learningRate.disabled = value;
   ui.exportProject.disabled = value || !session;
   ui.weightsInput.disabled = value || !session;
+  ui.exportLabels.disabled = value || !session;
+  ui.labelsInput.disabled = value;
+  ui.labelsFolderInput.disabled = value;
   updateUndoButtons();
   renderAll();
 }
@@ -1568,6 +1590,7 @@ async function train() {
     runs.push(run);
     weightsVersion += 1;
     await saveTraining(run);
+    if (result && !run.cancelled) await updateHistory(run);
     // The weights changed: predict every image again and show what changed.
     for (const e of images) if (e.latest) e.stale = true;
     training = false;
@@ -1703,18 +1726,20 @@ function download(blob, name) {
 async function exportAll() {
   if (!session || training || crashMessage) return;
   ui.exportButton.disabled = true;
-  setStatus('Exporting the adapted weights…');
+  const format = ui.weightsFormat.value;
+  const file = WEIGHTS_FILES[format];
+  setStatus(`Exporting the adapted weights as ${format}…`);
   try {
     await Promise.all(images.map((e) => e.syncing).filter(Boolean));
-    const bytes = await withSession((s) => s.exportWeights());
+    const bytes = await withSession((s) => s.exportWeights(format));
     if (!bytes || !bytes.length) throw new Error('The session returned no weights');
-    download(new Blob([bytes], { type: 'application/octet-stream' }), 'veritune-adapted.bpk');
+    download(new Blob([bytes], { type: 'application/octet-stream' }), file);
     const stats = await withSession((s) => s.stats());
     const manifest = {
       format: 'veritune-manifest',
       version: 1,
       created: new Date().toISOString(),
-      weights: { file: 'veritune-adapted.bpk', bytes: bytes.length },
+      weights: { file, format, bytes: bytes.length },
       baseModelHash: facts.baseModelHash,
       backend: facts.backend,
       backendNotice: facts.notice,
@@ -1760,15 +1785,132 @@ async function exportAll() {
         records: r.records,
         before: r.before,
         after: r.after,
+        history: r.history || null,
       })),
     };
     download(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), 'veritune-manifest.json');
-    setStatus(`Downloaded veritune-adapted.bpk (${bytes.length.toLocaleString()} bytes) and veritune-manifest.json.`);
+    setStatus(`Downloaded ${file} (${bytes.length.toLocaleString()} bytes) and veritune-manifest.json.`);
   } catch (e) {
     showError('Export failed', e);
     idleStatus();
   } finally {
     ui.exportButton.disabled = training || !session || Boolean(crashMessage);
+  }
+}
+
+/** Downloads the labels the reviewed images' verdicts give, in the chosen format, in the original images' pixels. */
+async function exportLabels() {
+  if (!session || locked || crashMessage) return;
+  const format = ui.labelFormat.value;
+  const file = LABEL_FILES[format];
+  ui.exportLabels.disabled = true;
+  try {
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    const reviewed = images.filter(isReviewed);
+    if (!reviewed.length) {
+      showError('There are no labels to download yet: judge every box on at least one image (Confirm all is the quick way) or draw the missed objects');
+      return;
+    }
+    const items = reviewed.map((e) => ({
+      name: e.name,
+      width: e.width,
+      height: e.height,
+      originalWidth: e.originalWidth,
+      originalHeight: e.originalHeight,
+      verdicts: verdictsOf(e),
+    }));
+    const bytes = await withSession((s) => s.exportLabels(format, items));
+    download(new Blob([bytes], { type: format === 'coco' ? 'application/json' : 'application/zip' }), file);
+    const boxes = reviewed.reduce((n, e) => n + userBoxes(e).labels.length, 0);
+    setStatus(`Downloaded ${file}: ${boxes} box${boxes === 1 ? '' : 'es'} on ${reviewed.length} reviewed image${reviewed.length === 1 ? '' : 's'}.`);
+  } catch (e) {
+    showError('The labels could not be written', e);
+  } finally {
+    ui.exportLabels.disabled = locked || !session || Boolean(crashMessage);
+  }
+}
+
+/** "a, b, c and 4 more" of quoted names. */
+function someNames(names, shown = 5) {
+  const quoted = names.slice(0, shown).map((n) => `“${n}”`);
+  return names.length > shown ? `${quoted.join(', ')} and ${names.length - shown} more` : quoted.join(', ');
+}
+
+/**
+ * Imports label files (COCO, YOLO with classes.txt, or Pascal VOC) for the
+ * open images: each matched image gets the verdicts a careful user would
+ * give knowing those objects, all of them as one undo step.
+ */
+async function importLabels(fileList, fromFolder) {
+  if (!session || locked || crashMessage) {
+    showError('Labels cannot be imported while training runs; wait for it to finish or cancel it.');
+    return;
+  }
+  const all = [...fileList];
+  // A folder holds images and other files too: only label files are read.
+  const files = fromFolder ? all.filter((f) => LABEL_FILE.test(f.name)) : all;
+  if (!files.length) {
+    showError(all.length ? 'The chosen folder has no label files (.json, .txt or .xml).' : 'No files were chosen.');
+    return;
+  }
+  ui.importReport.textContent = '';
+  try {
+    // The verdicts refer to each image's prediction: every open image needs one.
+    setStatus('Predicting the open images before importing labels…');
+    await startPredictLoop('Predicting before the import');
+    await Promise.all(images.map((e) => e.syncing).filter(Boolean));
+    setStatus(`Reading ${files.length} label file${files.length === 1 ? '' : 's'}…`);
+    const texts = await Promise.all(files.map(async (f) => ({ name: displayName(f), text: await f.text() })));
+    const targets = images.filter((e) => e.base);
+    const shown = targets.map((e) => shownOf(e));
+    const open = targets.map((e, k) => ({
+      name: e.name,
+      width: e.width,
+      height: e.height,
+      shown: shown[k].map((i) => e.base.candidates[i]),
+    }));
+    const result = await withSession((s) => s.importLabels(texts, open));
+    const changes = [];
+    const count = { confirmed: 0, rejected: 0, drawn: 0, objects: 0 };
+    for (const r of result.images) {
+      const entry = targets[r.index];
+      const before = snapshot(entry);
+      entry.judgements = new Map(shown[r.index].map((i, k) => [i, r.judgements[k]]));
+      entry.drawn = r.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class }));
+      entry.touched = true;
+      changes.push({ entry, before });
+      for (const j of r.judgements) count[j.kind] += 1;
+      count.drawn += r.drawn.length;
+      count.objects += r.objects;
+    }
+    undoStack.pushGroup(changes, 'import labels');
+    if (changes.length && !changes.some((c) => c.entry === images[current])) select(images.indexOf(changes[0].entry));
+    for (const { entry } of changes) verdictsChanged(entry);
+    const lines = [];
+    const n = changes.length;
+    lines.push(
+      n
+        ? `Imported ${result.format.toUpperCase()} labels for ${n} image${n === 1 ? '' : 's'} (${count.objects} object${count.objects === 1 ? '' : 's'}): ` +
+            `${count.confirmed} shown box${count.confirmed === 1 ? '' : 'es'} confirmed, ${count.rejected} rejected, ${count.drawn} drawn. Undo reverts the import.`
+        : `No image was labelled: none of the ${result.format.toUpperCase()} labels names an open image.`,
+    );
+    if (result.notOpen.length) {
+      lines.push(`${result.notOpen.length} label entr${result.notOpen.length === 1 ? 'y names an image' : 'ies name images'} that ${result.notOpen.length === 1 ? 'is' : 'are'} not open: ${someNames(result.notOpen)}; open ${result.notOpen.length === 1 ? 'it' : 'them'} and import again to use ${result.notOpen.length === 1 ? 'it' : 'them'}.`);
+    }
+    if (result.repeated.length) {
+      lines.push(`${result.repeated.length} label entr${result.repeated.length === 1 ? 'y was' : 'ies were'} skipped because an earlier one labels the same image: ${someNames(result.repeated)}.`);
+    }
+    for (const c of result.unknownClasses) {
+      lines.push(`The model has no class “${c.name}”: ${c.boxes} box${c.boxes === 1 ? ' was' : 'es were'} skipped.`);
+    }
+    const unpredicted = images.length - targets.length;
+    if (unpredicted) lines.push(`${unpredicted} open image${unpredicted === 1 ? ' has' : 's have'} no prediction and got no labels.`);
+    ui.importReport.textContent = lines.join(' ');
+    if (!n) showError(lines[0]);
+    setStatus(lines[0]);
+  } catch (e) {
+    showError('The labels could not be imported', e);
+    idleStatus();
   }
 }
 
@@ -1949,6 +2091,12 @@ function applySettings(saved = {}) {
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
   if (saved.drawClass !== undefined && Number(saved.drawClass) < classNames.length) ui.drawClass.value = String(saved.drawClass);
+  for (const [el, v] of [
+    [ui.weightsFormat, saved.weightsFormat],
+    [ui.labelFormat, saved.labelFormat],
+  ]) {
+    if ([...el.options].some((o) => o.value === v)) el.value = v;
+  }
 }
 
 // ---------------------------------------------------------------- start
@@ -2014,48 +2162,45 @@ async function loadTransferSamples() {
   }
 }
 
-/** Fetches and decodes the history samples once (kept in memory for a session started later). */
-async function fetchHistory() {
+/** The name a sample of the sample history goes by in the session and the project. */
+const historyId = (file) => `history:${file}`;
+
+/**
+ * Fills the session's history library: with the members a project's last
+ * update left (sample history files and reviewed images of the project, by
+ * name, in library order), else with the sample history.
+ */
+async function loadHistory() {
   const list = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
   if (!Array.isArray(list)) throw new Error('The list of history samples is not an array');
-  const items = [];
+  const byId = new Map(list.map((item) => [historyId(String(item && item.file)), item]));
+  const saved = project && Array.isArray(project.record.history) ? project.record.history.map(String) : null;
+  const ids = saved || [...byId.keys()];
   const failures = [];
-  for (const item of list) {
-    const file = String(item && item.file);
+  for (const id of ids) {
+    const entry = images.find((e) => e.id === id);
     try {
-      const bytes = await fetchBytes(ASSETS.history + encodeURIComponent(file), `the history image “${file}”`);
-      const decoded = await decodeImage(new Blob([bytes]), file, Number.POSITIVE_INFINITY);
-      const rgba = rgbaOf(decoded.bitmap);
-      decoded.bitmap.close();
-      const boxes = (item.boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
-      items.push({ file, rgba, width: decoded.width, height: decoded.height, boxes });
+      if (byId.has(id)) {
+        const file = String(byId.get(id).file);
+        const bytes = await fetchBytes(ASSETS.history + encodeURIComponent(file), `the history image “${file}”`);
+        const decoded = await decodeImage(new Blob([bytes]), file, Number.POSITIVE_INFINITY);
+        const rgba = rgbaOf(decoded.bitmap);
+        decoded.bitmap.close();
+        const boxes = (byId.get(id).boxes || []).map((b) => ({ bbox: { ...b.bbox }, class: b.class }));
+        await withSession((s) => s.addHistory(id, rgba, decoded.width, decoded.height, boxes));
+      } else if (entry && isReviewed(entry)) {
+        const rgba = rgbaOf(entry.bitmap);
+        await withSession((s) => s.addHistorySample(id, rgba, entry.width, entry.height, entry.base.candidates, verdictsOf(entry), threshold));
+      } else {
+        throw new Error(entry ? 'the image is no longer reviewed' : 'it is neither a sample history file nor an image of this project');
+      }
     } catch (e) {
-      failures.push(`“${file}”: ${sentence(messageOf(e))}`);
-    }
-  }
-  return { items, failures, total: list.length };
-}
-
-/** Adds the history samples to the session (fetching them the first time). */
-async function loadHistory() {
-  const failures = [];
-  let total = historyItems ? historyItems.length : 0;
-  if (!historyItems) {
-    const fetched = await fetchHistory();
-    historyItems = fetched.items;
-    failures.push(...fetched.failures);
-    total = fetched.total;
-  }
-  for (const item of historyItems) {
-    try {
-      await withSession((s) => s.addHistory(item.rgba, item.width, item.height, item.boxes));
-    } catch (e) {
-      failures.push(`“${item.file}”: ${sentence(messageOf(e))}`);
+      failures.push(`“${entry ? entry.name : id}”: ${sentence(messageOf(e))}`);
     }
   }
   if (failures.length) {
     showError(
-      `${failures.length} of ${total} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
+      `${failures.length} of ${ids.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
     );
   }
   refreshStats();
@@ -2150,6 +2295,40 @@ async function loadWeights(file) {
   }
 }
 
+/**
+ * After a finished run the history library is updated (METHOD.md section 3):
+ * the reviewed images compete with its members by per-sample gradients, and
+ * the project keeps the members' names so a reload restores the library.
+ * Not after a cancelled run: cancelling asks for the page back now, while
+ * the update computes a gradient per sample; the images compete after the
+ * next finished run.
+ */
+async function updateHistory(run) {
+  const finished = ui.trainStatus.textContent;
+  ui.trainStatus.textContent = `${finished} Updating the history library…`;
+  try {
+    const update = await withSession((s) =>
+      s.updateHistory((done, total) => {
+        setStatus(`Updating the history library: gradient ${done} of ${total}`, { progress: done / total });
+        ui.trainStatus.textContent = `${finished} Updating the history library: gradient ${done} of ${total}…`;
+      }),
+    );
+    run.history = { offered: update.offered, admitted: update.admitted.length, evicted: update.evicted.length, size: update.members.length };
+    const h = run.history;
+    ui.trainStatus.textContent =
+      `${finished} History library: ${h.admitted} of ${h.offered} reviewed image${h.offered === 1 ? '' : 's'} admitted, ` +
+      `${h.evicted} evicted, ${h.size} samples.`;
+    if (project) {
+      project.saveProject({ history: update.members });
+      project.saveRun(run);
+    }
+    refreshStats();
+  } catch (e) {
+    ui.trainStatus.textContent = `${finished} The history library was not updated.`;
+    showError('The history library could not be updated (it stays as it was)', e);
+  }
+}
+
 function wireUi() {
   ui.weightsInput.addEventListener('change', () => {
     const [file] = ui.weightsInput.files;
@@ -2200,7 +2379,9 @@ function wireUi() {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
   });
-  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass]) el.addEventListener('change', () => persist());
+  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
+    el.addEventListener('change', () => persist());
+  }
   ui.projectsButton.addEventListener('click', openProjectsDialog);
   ui.saveState.addEventListener('click', () => project && project.flush());
   document.addEventListener('veritune:renamed', (ev) => {
@@ -2216,6 +2397,16 @@ function wireUi() {
   ui.zoomOut.addEventListener('click', () => zoomBy(1 / 1.5));
   ui.zoomFit.addEventListener('click', zoomFit);
   ui.exportProject.addEventListener('click', exportProject);
+  ui.exportLabels.addEventListener('click', exportLabels);
+  for (const [input, fromFolder] of [
+    [ui.labelsInput, false],
+    [ui.labelsFolderInput, true],
+  ]) {
+    input.addEventListener('change', () => {
+      const files = input.files;
+      importLabels(files, fromFolder).finally(() => (input.value = ''));
+    });
+  }
   for (const r of document.querySelectorAll('input[name="mode"]')) {
     r.addEventListener('change', () => {
       mode = r.value;
@@ -2672,6 +2863,29 @@ window.veritunePage = Object.freeze({
   candidates() {
     const entry = images[current];
     return entry && entry.base ? entry.base.candidates.map((c) => ({ ...c, bbox: { ...c.bbox } })) : null;
+  },
+  /** The current image's shown boxes (class, score, box), in list order. */
+  shown() {
+    const entry = images[current];
+    return entry && entry.base ? shownOf(entry).map((i) => ({ ...entry.base.candidates[i], bbox: { ...entry.base.candidates[i].bbox } })) : null;
+  },
+  /** The current image's name, sizes and the boxes the user vouches for (confirmed, corrected, drawn). */
+  labels() {
+    const entry = images[current];
+    if (!entry) return null;
+    const { labels } = userBoxes(entry);
+    return {
+      name: entry.name,
+      width: entry.width,
+      height: entry.height,
+      originalWidth: entry.originalWidth,
+      originalHeight: entry.originalHeight,
+      boxes: labels.map((l) => ({ bbox: { ...l.bbox }, class: l.class })),
+    };
+  },
+  /** The names of the session's history members, in library order. */
+  historyIds() {
+    return withSession((s) => s.historyIds());
   },
   boxesOnScreen() {
     const entry = images[current];

@@ -214,6 +214,7 @@ export class Store {
       current: null,
       nextId: 1,
       weights: null,
+      history: null,
       summary: { images: 0, reviewed: 0, runs: 0, bytes: 0 },
       ...fields,
     };
@@ -367,6 +368,7 @@ export class Store {
         settings: project.settings,
         current: project.current,
         nextId: project.nextId,
+        history: project.history ?? null,
       },
       images: images.map(([record, blob]) => {
         const { projectId, ...rest } = record;
@@ -436,6 +438,7 @@ export class Store {
       settings: p.settings && typeof p.settings === 'object' ? p.settings : {},
       current: p.current ?? null,
       nextId: Number(p.nextId) || manifest.images.length + 1,
+      history: Array.isArray(p.history) ? p.history.map(String) : null,
     });
     try {
       let bytes = 0;

@@ -28,6 +28,10 @@ function same(a, b) {
   );
 }
 
+/**
+ * Steps of changes, each `{changes: [{id, before, after}], label}`: one image
+ * for an edit, several for an import of labels.
+ */
 export class UndoStack {
   constructor(limit = 500) {
     this.limit = limit;
@@ -45,15 +49,33 @@ export class UndoStack {
     if (same(before, after)) return false;
     const last = this.done.at(-1);
     const now = Date.now();
-    if (merge && last && last.merge === merge && last.id === entry.id && now - last.time < 1000 && !this.undone.length) {
-      last.after = after;
+    if (merge && last && last.merge === merge && last.changes.length === 1 && last.changes[0].id === entry.id && now - last.time < 1000 && !this.undone.length) {
+      last.changes[0].after = after;
       last.time = now;
       return true;
     }
-    this.done.push({ id: entry.id, before, after, label, merge, time: now });
+    this.record([{ id: entry.id, before, after }], label, merge, now);
+    return true;
+  }
+
+  /**
+   * Records changes of several images as one step (`changes`: [{entry,
+   * before}], `before` taken with snapshot()); images that did not change
+   * are left out, and nothing is recorded when none did.
+   */
+  pushGroup(changes, label) {
+    const changed = changes
+      .map(({ entry, before }) => ({ id: entry.id, before, after: snapshot(entry) }))
+      .filter((c) => !same(c.before, c.after));
+    if (!changed.length) return false;
+    this.record(changed, label, null, Date.now());
+    return true;
+  }
+
+  record(changes, label, merge, time) {
+    this.done.push({ changes, label, merge, time });
     if (this.done.length > this.limit) this.done.shift();
     this.undone = [];
-    return true;
   }
 
   /** The change to undo, moved to the redo side; null when none. */

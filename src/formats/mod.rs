@@ -4,6 +4,7 @@
 //! return text; reading and writing files is `dataset`'s and the CLI's.
 
 pub mod coco;
+pub mod import;
 pub mod voc;
 pub mod yolo;
 
@@ -11,9 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
+use serde::Deserialize;
 use thiserror::Error;
 
-use crate::geometry::LabeledBox;
+use crate::geometry::{BBox, LabeledBox};
 use crate::verdict::{ImageVerdicts, TargetConfig, VerdictError, build_target};
 
 /// Labelled images: class names and, per image, its size and boxes in pixels.
@@ -40,6 +42,42 @@ pub struct ImageLabels {
     pub boxes: Vec<LabeledBox>,
 }
 
+impl ImageLabels {
+    /// The same labels for the picture at `width` x `height` pixels (another
+    /// resolution of the same image): boxes scaled by the ratio of the sizes
+    /// and cut to the new size. An image of zero size keeps its box values.
+    pub fn resized(&self, width: u32, height: u32) -> ImageLabels {
+        let ratio = |to: u32, from: u32| {
+            if from == 0 {
+                1.0
+            } else {
+                f64::from(to) / f64::from(from)
+            }
+        };
+        let (sx, sy) = (ratio(width, self.width), ratio(height, self.height));
+        let scale = |v: f32, s: f64| (f64::from(v) * s) as f32;
+        ImageLabels {
+            file_name: self.file_name.clone(),
+            width,
+            height,
+            boxes: self
+                .boxes
+                .iter()
+                .map(|b| LabeledBox {
+                    bbox: BBox::new(
+                        scale(b.bbox.x0, sx),
+                        scale(b.bbox.y0, sy),
+                        scale(b.bbox.x1, sx),
+                        scale(b.bbox.y1, sy),
+                    )
+                    .clip(width as f32, height as f32),
+                    class: b.class,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// An image's file name and size: what YOLO labels need to become pixels and
 /// what verdicts need to become a [`LabelSet`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +91,7 @@ pub struct ImageSize {
 }
 
 /// One text file of a format that spreads a set over several files.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct TextFile {
     /// Path relative to the format's folder, `/` between folders.
     pub name: String,
@@ -295,7 +333,7 @@ fn number(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{BBox, Detection};
+    use crate::geometry::Detection;
     use crate::verdict::{Judgement, ShownBox};
 
     #[test]
@@ -447,5 +485,31 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn resizing_scales_boxes_by_the_ratio_of_the_sizes_and_cuts_them() {
+        let labels = ImageLabels {
+            file_name: "a.png".into(),
+            width: 200,
+            height: 100,
+            boxes: vec![
+                LabeledBox {
+                    bbox: BBox::new(10.0, 20.0, 110.0, 60.0),
+                    class: 1,
+                },
+                LabeledBox {
+                    bbox: BBox::new(150.0, 50.0, 200.0, 100.0),
+                    class: 0,
+                },
+            ],
+        };
+        let half = labels.resized(100, 50);
+        assert_eq!((half.width, half.height), (100, 50));
+        assert_eq!(half.file_name, "a.png");
+        assert_eq!(half.boxes[0].bbox, BBox::new(5.0, 10.0, 55.0, 30.0));
+        assert_eq!(half.boxes[0].class, 1);
+        assert_eq!(half.boxes[1].bbox, BBox::new(75.0, 25.0, 100.0, 50.0));
+        assert_eq!(labels.resized(200, 100), labels);
     }
 }

@@ -3,17 +3,17 @@
 // See helpers.js for the environment variables.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DOWNLOADS,
   ROOT,
   TRAIN_MS,
-  VERITUNE_BIN,
   WAIT_MS,
   appUrl,
+  cliPredict,
   counters,
+  downloadsOf,
   dragOnCanvas,
   ensureShownBoxes,
   dataCarryingRequests,
@@ -31,6 +31,7 @@ import {
 
 const SUITE_MS = 2 * WAIT_MS + 4 * TRAIN_MS;
 const shown = (page) => page.locator('#box-list li[data-box^="shown-"]');
+const SAMPLE_IMAGE = join(ROOT, 'www/samples/transfer/transfer-00.png');
 
 describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   let server;
@@ -186,13 +187,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
 
   test('export downloads the weights and the manifest', { timeout: 2 * WAIT_MS }, async () => {
     mkdirSync(DOWNLOADS, { recursive: true });
-    const downloads = [];
-    page.on('download', (d) => downloads.push(d));
-    await page.locator('#export').click();
-    const deadline = Date.now() + WAIT_MS;
-    while (downloads.length < 2 && Date.now() < deadline) await page.waitForTimeout(100);
-    assert.equal(downloads.length, 2, `two downloads (errors: ${await pageErrors(page)})`);
-    const byName = Object.fromEntries(downloads.map((d) => [d.suggestedFilename(), d]));
+    const byName = await downloadsOf(page, 2, () => page.locator('#export').click());
     assert.deepEqual(Object.keys(byName).sort(), ['veritune-adapted.bpk', 'veritune-manifest.json']);
     const weights = join(DOWNLOADS, 'veritune-adapted.bpk');
     const manifestPath = join(DOWNLOADS, 'veritune-manifest.json');
@@ -200,7 +195,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     await byName['veritune-manifest.json'].saveAs(manifestPath);
     assert.ok(statSync(weights).size > 0, 'weights are not empty');
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
-    assert.equal(manifest.weights.bytes, statSync(weights).size);
+    assert.deepEqual(manifest.weights, { file: 'veritune-adapted.bpk', format: 'burnpack', bytes: statSync(weights).size });
     assert.match(manifest.baseModelHash, /^[0-9a-f]+$/);
     assert.ok(manifest.verdicts.samples >= 1);
     assert.equal(manifest.training.length, 2);
@@ -212,11 +207,27 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     console.log(`WebGPU step times (ms, the first compiles kernels): ${stepMs.join(', ')}`);
 
     // The native CLI loads the download, and it predicts differently from the meta-model.
-    const image = join(ROOT, 'www/samples/transfer/transfer-00.png');
-    const predict = (model) =>
-      execFileSync(VERITUNE_BIN, ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
-    assert.notEqual(predict(weights), predict(join(ROOT, 'www/assets/model.bpk')), 'the adapted weights differ');
+    assert.notEqual(cliPredict(weights, SAMPLE_IMAGE), cliPredict(join(ROOT, 'www/assets/model.bpk'), SAMPLE_IMAGE), 'the adapted weights differ');
     await screenshot(page, '05-exported.png');
+  });
+
+  test('export as safetensors: the manifest names the file and the CLI predicts as with the burnpack', { timeout: 2 * WAIT_MS }, async () => {
+    await page.locator('#weights-format').selectOption('safetensors');
+    const byName = await downloadsOf(page, 2, () => page.locator('#export').click());
+    assert.deepEqual(Object.keys(byName).sort(), ['veritune-adapted.safetensors', 'veritune-manifest.json']);
+    const weights = join(DOWNLOADS, 'veritune-adapted.safetensors');
+    const manifestPath = join(DOWNLOADS, 'veritune-manifest-safetensors.json');
+    await byName['veritune-adapted.safetensors'].saveAs(weights);
+    await byName['veritune-manifest.json'].saveAs(manifestPath);
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    assert.deepEqual(manifest.weights, { file: 'veritune-adapted.safetensors', format: 'safetensors', bytes: statSync(weights).size });
+    // safetensors: an 8-byte header length, then the JSON header.
+    const head = readFileSync(weights).subarray(8, 9).toString();
+    assert.equal(head, '{');
+    // The same weights as the burnpack download of the previous test.
+    assert.equal(cliPredict(weights, SAMPLE_IMAGE), cliPredict(join(DOWNLOADS, 'veritune-adapted.bpk'), SAMPLE_IMAGE));
+    await page.locator('#weights-format').selectOption('burnpack');
+    assert.equal(await pageErrors(page), '');
   });
 
   test('opens images by file picker, folder and drop; says which files it cannot open', { timeout: 2 * WAIT_MS }, async () => {

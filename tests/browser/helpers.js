@@ -9,7 +9,7 @@
 //   VERITUNE_TIMEOUT_MS        waits for page states (default 180000).
 //   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000).
 // The page under test is the real build (scripts/build-web puts it in www/).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -190,6 +190,17 @@ export async function waitForReady(page) {
   if (phase !== 'ready') throw new Error(`the page failed to start: ${await pageErrors(page)}`);
 }
 
+/** Reloads and resumes the project offered first in the start dialog, which must be `expectName`. */
+export async function reloadAndResume(page, expectName) {
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.phase === 'choosing');
+  const resume = page.locator('#projects-resume');
+  const offered = await resume.innerText();
+  if (offered !== `Resume “${expectName}”`) throw new Error(`the start dialog offers ${offered}, not “${expectName}”`);
+  await resume.click();
+  await waitForReady(page);
+}
+
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, name) });
@@ -263,6 +274,29 @@ export async function waitTrainingDone(page, before) {
   } catch (e) {
     throw new Error(`training did not end: ${e.message}\nstatus: ${await page.locator('#train-status').innerText()}\npage errors: ${await pageErrors(page)}`);
   }
+}
+
+/** The candidates the native CLI predicts with `model` (weights file) on `image`, as its JSON text. */
+export function cliPredict(model, image) {
+  return execFileSync(VERITUNE_BIN, ['predict', '--candidates', '--model', model, image], { encoding: 'utf8' });
+}
+
+/** Waits for `count` downloads started by `action()`; returns them by suggested file name. */
+export async function downloadsOf(page, count, action) {
+  const downloads = [];
+  const listen = (d) => downloads.push(d);
+  page.on('download', listen);
+  try {
+    await action();
+    const deadline = Date.now() + WAIT_MS;
+    while (downloads.length < count && Date.now() < deadline) await page.waitForTimeout(100);
+  } finally {
+    page.off('download', listen);
+  }
+  if (downloads.length !== count) {
+    throw new Error(`expected ${count} downloads, got ${downloads.length} (errors: ${await pageErrors(page)})`);
+  }
+  return Object.fromEntries(downloads.map((d) => [d.suggestedFilename(), d]));
 }
 
 export { mkdirSync, join };

@@ -21,6 +21,7 @@ import {
   foreignRequests,
   launchBrowser,
   pageErrors,
+  reloadAndResume,
   screenshot,
   startServer,
   trainAndWait,
@@ -40,16 +41,6 @@ const imageNumber = (page) => page.evaluate(() => Number(document.getElementById
 async function waitImage(page, n) {
   await page.waitForFunction((k) => document.getElementById('image-name').textContent.startsWith(`${k} /`), n);
   await page.waitForFunction(() => !document.getElementById('confirm-all').disabled);
-}
-
-/** Reloads and resumes the project offered first in the start dialog. */
-async function reloadAndResume(page, expectName) {
-  await page.reload();
-  await page.waitForFunction(() => document.body.dataset.phase === 'choosing');
-  const resume = page.locator('#projects-resume');
-  assert.equal(await resume.innerText(), `Resume “${expectName}”`);
-  await resume.click();
-  await waitForReady(page);
 }
 
 describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, () => {
