@@ -96,6 +96,7 @@ const ui = {
   rule: $('rule'),
   batchSize: $('batch-size'),
   learningRate: $('learning-rate'),
+  updateHistory: $('update-history'),
   train: $('train'),
   cancelTrain: $('cancel-train'),
   trainProgress: $('train-progress'),
@@ -678,6 +679,7 @@ function settings() {
     epochs: ui.epochs.value,
     batchSize: ui.batchSize.value,
     learningRate: ui.learningRate.value,
+    updateHistory: ui.updateHistory.checked,
     drawClass: ui.drawClass.value,
     weightsFormat: ui.weightsFormat.value,
     labelFormat: ui.labelFormat.value,
@@ -1436,6 +1438,7 @@ function setLocked(value) {
   ui.rule.disabled = value;
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
+  ui.updateHistory.disabled = value;
   ui.exportProject.disabled = value || !session;
   ui.weightsInput.disabled = value || !session;
   ui.exportLabels.disabled = value || !session;
@@ -1590,7 +1593,7 @@ async function train() {
     runs.push(run);
     weightsVersion += 1;
     await saveTraining(run);
-    if (result && !run.cancelled) await updateHistory(run);
+    if (result && !run.cancelled && ui.updateHistory.checked) await updateHistory(run);
     // The weights changed: predict every image again and show what changed.
     for (const e of images) if (e.latest) e.stale = true;
     training = false;
@@ -2090,6 +2093,7 @@ function applySettings(saved = {}) {
   set(ui.epochs, saved.epochs);
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
+  if (typeof saved.updateHistory === 'boolean') ui.updateHistory.checked = saved.updateHistory;
   if (saved.drawClass !== undefined && Number(saved.drawClass) < classNames.length) ui.drawClass.value = String(saved.drawClass);
   for (const [el, v] of [
     [ui.weightsFormat, saved.weightsFormat],
@@ -2379,7 +2383,7 @@ function wireUi() {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
   });
-  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
+  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.updateHistory, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
     el.addEventListener('change', () => persist());
   }
   ui.projectsButton.addEventListener('click', openProjectsDialog);

@@ -507,6 +507,7 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
       const text = await pageErrors(page);
       assert.match(text, why, text);
       assert.match(text, /current weights are kept/, text);
+      console.log(`refused ${name}: ${text.replace(/\s*×$/, '')}`);
       while ((await page.locator('#errors .error').count()) > 0) await page.locator('#errors .error button').first().click();
     }
     assert.deepEqual(await openProbe(), before, 'refused files changed nothing');
