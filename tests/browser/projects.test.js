@@ -498,7 +498,7 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
     const refused = [
       ['truncated.bpk', model.subarray(0, model.length >> 1), /cut short|truncated/i],
       ['photo.bpk', readFileSync(probe), /not .*weights|png/i],
-      ['newer.bpk', newer, /format version 9 .*update veritune/],
+      ['newer.bpk', newer, /format version 9\b.*update veritune/],
       ['other-classes.bpk', untrained('other-classes.bpk', ['cat', 'dog']), /detect cat, dog but this project's classes are/],
     ];
     for (const [name, buffer, why] of refused) {
