@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::Scene;
-use common::cli::{failure, init_model, text, veritune, workdir, write_set};
+use common::cli::{failure, init_model, init_model_as, text, veritune, workdir, write_set};
 
 #[test]
 fn init_predict_finetune_eval() {
@@ -190,17 +190,7 @@ fn models_in_either_format_predict_and_continue_training() {
     use veritune::weights::WeightsFormat;
     let dir = workdir("formats");
     let annotations = write_set(&dir, Scene::New, 2, 4);
-    let model = dir.join("meta.safetensors");
-    let out = veritune(&[
-        "init",
-        "--classes",
-        "square,ring",
-        "--input-size",
-        "64",
-        "--output",
-        model.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let model = init_model_as(&dir, "meta.safetensors");
     let format_of = |path: &Path| WeightsFormat::detect(&std::fs::read(path).unwrap());
     assert_eq!(format_of(&model), WeightsFormat::Safetensors);
 

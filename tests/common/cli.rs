@@ -65,7 +65,13 @@ pub fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
 
 /// Creates an untrained two-class 64 px model in `dir` with `veritune init`.
 pub fn init_model(dir: &Path) -> PathBuf {
-    let model = dir.join("meta.bpk");
+    init_model_as(dir, "meta.bpk")
+}
+
+/// Creates an untrained two-class 64 px model `dir/file_name` with
+/// `veritune init` (safetensors for a `.safetensors` name, else burnpack).
+pub fn init_model_as(dir: &Path, file_name: &str) -> PathBuf {
+    let model = dir.join(file_name);
     let out = veritune(&[
         "init",
         "--classes",
