@@ -11,12 +11,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use burn::tensor::Device;
-use common::python::python_with;
+use common::python::{fixture_json, python_with};
 use common::{parameters, tiny_detector};
-use serde_json::Value;
 use veritune::detector::fcos::FcosConfig;
 use veritune::weights::{WeightsFormat, save_fcos};
 
@@ -44,20 +42,7 @@ fn python_reads_the_exported_safetensors_with_conventional_names() {
     std::fs::write(&file, &bytes).expect("weights file");
 
     let python = python_with(&["numpy", "safetensors"], "import numpy, safetensors.numpy");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/safetensors_dump.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({}):\n{}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let dump: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let dump = fixture_json(&python, "safetensors_dump.py", &file);
 
     let expected: BTreeMap<String, Vec<f32>> = parameters(&model)
         .into_iter()

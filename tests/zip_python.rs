@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::python::python_with;
+use common::python::{fixture_json, python_with};
 use serde_json::Value;
 use veritune::zip::write_zip;
 
@@ -27,20 +26,7 @@ fn python_reads_the_archive_with_names_and_contents() {
     std::fs::write(&file, &zip).expect("archive file");
 
     let python = python_with(&[], "import zipfile");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zip_dump.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({}):\n{}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let dump: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let dump = fixture_json(&python, "zip_dump.py", &file);
     assert_eq!(dump["bad"], Value::Null, "every CRC checks out");
     let entries = dump["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), files.len());

@@ -61,3 +61,24 @@ pub fn run_checked(program: &str, args: &[&str], purpose: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Runs the script `tests/fixtures/<script>` with `python` on `file` and
+/// returns the JSON it prints; fails the test when the script fails.
+pub fn fixture_json(python: &Path, script: &str, file: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed ({}):\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
