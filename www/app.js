@@ -2210,6 +2210,12 @@ async function loadHistory() {
   refreshStats();
 }
 
+/** Starts filling the history library; training waits for it (`historyReady`). */
+function startHistoryLoad() {
+  historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
+  return historyReady;
+}
+
 /**
  * The GPU device was lost (a driver reset, an unplugged GPU): a CPU session
  * takes over from the last finished run's weights, with every verdict and the
@@ -2250,8 +2256,7 @@ async function adoptSession(next, label) {
     if (entry.latest) entry.stale = true;
     if (isReviewed(entry)) scheduleSync(entry);
   }
-  historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
-  await historyReady;
+  await startHistoryLoad();
   if (!training) startPredictLoop(label);
 }
 
@@ -2820,11 +2825,14 @@ async function start() {
     if (resumed) {
       applySettings(project.record.settings);
       await restoreProject(fromProject || !chosen.record.weights);
+      startHistoryLoad();
       setLocked(false);
       setPhase('ready');
       openNote = `Resumed “${project.record.name}”${fromProject ? ' with its trained weights' : ''}. `;
     } else {
       if (project) applySettings(project.record.settings);
+      // Before the page is ready: a run started while the samples load waits for the history library.
+      startHistoryLoad();
       setLocked(false);
       setPhase('ready');
       try {
@@ -2833,7 +2841,6 @@ async function start() {
         showError('The sample images could not be loaded', e);
       }
     }
-    historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
     startPredictLoop();
     refreshStats();
     idleStatus();

@@ -373,6 +373,14 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
   });
 
   test('falls back to the CPU, shows why, and trains', { timeout: WAIT_MS + TRAIN_MS }, async () => {
+    // The later sample images arrive only after the run: training started
+    // while the page still loads its samples must wait for the history library.
+    let releaseSamples;
+    const samplesHeld = new Promise((resolve) => (releaseSamples = resolve));
+    await page.route(/\/samples\/transfer\/transfer-(?!00)\d+\.png$/, async (route) => {
+      await samplesHeld;
+      await route.continue();
+    });
     await page.goto(appUrl(server.url));
     await waitForReady(page);
     assert.match(await page.locator('#backend-badge').innerText(), /^CPU \(WebGPU unavailable: .+\)$/);
@@ -382,6 +390,13 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
     const status = await page.locator('#train-status').innerText();
     assert.match(status, /^Finished: \d+ steps? in/);
     console.log(`CPU fallback, one epoch: ${status}`);
+    const { history, transfer } = await page.evaluate(async () => ({
+      history: (await (await fetch('samples/history/index.json')).json()).length,
+      transfer: (await (await fetch('samples/transfer/index.json')).json()).length,
+    }));
+    assert.match(status, new RegExp(`History library: 1 of 1 reviewed image admitted, 0 evicted, ${history + 1} samples`));
+    releaseSamples();
+    await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n && !document.body.dataset.predicting, transfer);
     await screenshot(page, '06-cpu-fallback.png');
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
