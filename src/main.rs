@@ -14,6 +14,9 @@ use veritune::benchmark::quality::{
     Baseline, HeldOut, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
     rounds_markdown, run_quality, run_rounds, summarize,
 };
+use veritune::benchmark::speed::{
+    self, Backend, Measure, Measurement, PeerFigures, SpeedRow, SpeedSettings,
+};
 use veritune::dataset::{
     AnnotatedImage, ImageFile, file_scale, image_sizes, read_annotated_set, read_coco_file,
     read_image_file, read_verdicts, read_voc_folder, read_yolo_folder, write_atomically,
@@ -275,6 +278,61 @@ enum Labels {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Milliseconds per forward pass, mixed step, plain steps and history
+    /// gradient, images per second and peak memory, per model and backend;
+    /// with --peer-python, PyTorch's figures and the ratios (scripts/bench-speed).
+    Speed {
+        /// Which models: fcos (the small detector), nanodet, or both.
+        #[arg(long, value_delimiter = ',', default_value = "fcos,nanodet")]
+        models: Vec<SpeedModel>,
+        /// The small detector's weights.
+        #[arg(long, default_value = "models/fcos-digits.bpk")]
+        fcos: PathBuf,
+        /// NanoDet's TensorFlow.js model.json.
+        #[arg(long, default_value = "data/nanodet/nanodet.json")]
+        nanodet: PathBuf,
+        /// NanoDet's input sizes.
+        #[arg(long, value_delimiter = ',', default_value = "320,416")]
+        nanodet_sizes: Vec<usize>,
+        /// Backends (default: every one this build has).
+        #[arg(long, value_delimiter = ',')]
+        backends: Option<Vec<Backend>>,
+        /// Measurements (default: all).
+        #[arg(long, value_delimiter = ',')]
+        measures: Option<Vec<Measure>>,
+        /// Images per batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Untimed runs before the timed ones.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Python with torch and safetensors (scripts/bench-peer-venv) to run
+        /// the PyTorch peer, bench/peer/torch_speed.py.
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// Also write the table (Markdown) here.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// One measurement of `bench speed` in this process; prints JSON.
+    #[command(hide = true)]
+    SpeedOne {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        backend: Backend,
+        #[arg(long)]
+        measure: Measure,
+        #[arg(long)]
+        batch: usize,
+        #[arg(long)]
+        warmup: usize,
+        #[arg(long)]
+        repeats: usize,
+    },
     /// Every mixing rule on the real-data scenarios: transfer mAP, forgetting, time.
     Quality {
         /// N = 5, one seed, two epochs, few scenes: proves the pipeline in CI.
@@ -319,6 +377,15 @@ enum Bench {
         #[arg(long, default_value = "bench/results")]
         output: PathBuf,
     },
+}
+
+/// A model `bench speed` measures.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SpeedModel {
+    /// The small detector (--fcos).
+    Fcos,
+    /// NanoDet-g at each of --nanodet-sizes (--nanodet).
+    Nanodet,
 }
 
 /// A failure told to the user in one line.
@@ -509,6 +576,70 @@ fn run(cli: Cli) -> CliResult {
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
             bench_quality(&model, &config, rounds_n, &output)
         }
+        Command::Bench {
+            which:
+                Bench::Speed {
+                    models: which_models,
+                    fcos,
+                    nanodet,
+                    nanodet_sizes,
+                    backends,
+                    measures,
+                    batch,
+                    warmup,
+                    repeats,
+                    peer_python,
+                    output,
+                },
+        } => {
+            let mut models = Vec::new();
+            if which_models.contains(&SpeedModel::Fcos) {
+                models.push(("fcos-small".to_string(), read_model_bytes(&fcos)?));
+            }
+            if which_models.contains(&SpeedModel::Nanodet) {
+                for size in nanodet_sizes {
+                    let model = nanodet_from_tfjs(&nanodet, size)?;
+                    let bytes = pollster::block_on(save_detector(&model, WeightsFormat::Burnpack))
+                        .map_err(|e| e.to_string())?;
+                    models.push((format!("nanodet-g {size}"), bytes));
+                }
+            }
+            let settings = SpeedSettings {
+                batch,
+                warmup,
+                repeats,
+            };
+            let backends = backends.unwrap_or_else(Backend::built);
+            let measures = measures.unwrap_or_else(|| Measure::ALL.to_vec());
+            bench_speed(
+                &models,
+                &backends,
+                &measures,
+                settings,
+                peer_python.as_deref(),
+                output.as_deref(),
+            )
+        }
+        Command::Bench {
+            which:
+                Bench::SpeedOne {
+                    weights,
+                    backend,
+                    measure,
+                    batch,
+                    warmup,
+                    repeats,
+                },
+        } => {
+            let settings = SpeedSettings {
+                batch,
+                warmup,
+                repeats,
+            };
+            let result = speed::measure(&read_model_bytes(&weights)?, backend, measure, settings)
+                .map_err(|e| e.to_string())?;
+            write_json(&result, None)
+        }
         Command::Eval {
             model,
             images,
@@ -545,6 +676,18 @@ macro_rules! with_detector {
 }
 
 fn import_nanodet(json: &Path, input_size: usize, output: &Path) -> CliResult {
+    let model = nanodet_from_tfjs(json, input_size)?;
+    write_model(&model, output)?;
+    eprintln!(
+        "veritune: NanoDet-g at {input_size} px ({} classes) written to {}",
+        model.spec().num_classes(),
+        output.display()
+    );
+    Ok(())
+}
+
+/// NanoDet-g at `input_size` with the weights of the TensorFlow.js model `json`.
+fn nanodet_from_tfjs(json: &Path, input_size: usize) -> Result<NanoDet, String> {
     let config = NanoDetConfig::coco().with_input_size(input_size);
     config
         .check()
@@ -566,15 +709,7 @@ fn import_nanodet(json: &Path, input_size: usize, output: &Path) -> CliResult {
         })?);
     }
     let convolutions = graph.convolutions(&data).map_err(|e| in_file(&e))?;
-    let model =
-        NanoDet::from_tfjs(&config, &convolutions, &Device::flex()).map_err(|e| in_file(&e))?;
-    write_model(&model, output)?;
-    eprintln!(
-        "veritune: NanoDet-g at {input_size} px ({} classes) written to {}",
-        config.class_names.len(),
-        output.display()
-    );
-    Ok(())
+    NanoDet::from_tfjs(&config, &convolutions, &Device::flex()).map_err(|e| in_file(&e))
 }
 
 fn init(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
@@ -1106,6 +1241,103 @@ fn create_dir(path: &Path) -> CliResult {
 
 fn write_text(path: &Path, text: &str) -> CliResult {
     write_file(path, text.as_bytes())
+}
+
+/// Runs every measurement in a process of its own (this binary's hidden
+/// `bench speed-one`), then the PyTorch peer per model, and prints the table.
+fn bench_speed(
+    models: &[(String, Vec<u8>)],
+    backends: &[Backend],
+    measures: &[Measure],
+    settings: SpeedSettings,
+    peer_python: Option<&Path>,
+    output: Option<&Path>,
+) -> CliResult {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find veritune's own binary: {e}"))?;
+    let scratch = std::env::temp_dir().join(format!("veritune-bench-speed-{}", std::process::id()));
+    create_dir(&scratch)?;
+    let mut rows = Vec::new();
+    let mut peers = BTreeMap::new();
+    for (index, (name, bytes)) in models.iter().enumerate() {
+        let weights = scratch.join(format!("model-{index}.bpk"));
+        write_file(&weights, bytes)?;
+        for &backend in backends {
+            for &measure in measures {
+                eprintln!("{name} on {backend}: {measure}…");
+                let output = std::process::Command::new(&exe)
+                    .args(["bench", "speed-one", "--weights"])
+                    .arg(&weights)
+                    .args(["--backend", backend.name(), "--measure", measure.name()])
+                    .args(["--batch", &settings.batch.to_string()])
+                    .args(["--warmup", &settings.warmup.to_string()])
+                    .args(["--repeats", &settings.repeats.to_string()])
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+                if !output.status.success() {
+                    return Err(format!(
+                        "{name} on {backend}, {measure}: the measurement failed ({})",
+                        output.status
+                    ));
+                }
+                let measurement: Measurement =
+                    serde_json::from_slice(&output.stdout).map_err(|e| {
+                        format!("{name} on {backend}, {measure}: unreadable figures: {e}")
+                    })?;
+                eprintln!("  median {:.1} ms", measurement.median_ms());
+                rows.push(SpeedRow {
+                    model: name.clone(),
+                    backend,
+                    measure,
+                    measurement,
+                });
+            }
+        }
+        if let Some(python) = peer_python {
+            let dir = scratch.join(format!("peer-{index}"));
+            create_dir(&dir)?;
+            speed::write_peer_files(bytes, settings.batch, &dir).map_err(|e| e.to_string())?;
+            let arch = read_spec(bytes).map_err(|e| e.to_string())?.architecture;
+            eprintln!("{name}: the PyTorch peer…");
+            let output = std::process::Command::new(python)
+                .arg("bench/peer/torch_speed.py")
+                .args(["--arch", &arch, "--dir"])
+                .arg(&dir)
+                .args(["--batch", &settings.batch.to_string()])
+                .args(["--warmup", &settings.warmup.to_string()])
+                .args(["--repeats", &settings.repeats.to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "{name}: the PyTorch peer failed ({})",
+                    output.status
+                ));
+            }
+            let figures: PeerFigures = serde_json::from_slice(&output.stdout)
+                .map_err(|e| format!("{name}: unreadable figures from the PyTorch peer: {e}"))?;
+            for (output, diff) in &figures.parity {
+                eprintln!("  parity {output}: max |veritune - PyTorch| = {diff:.2e}");
+            }
+            peers.insert(name.clone(), figures);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let table = format!(
+        "Machine: {}. Batch {}, {} untimed then {} timed runs per figure; each figure in a process of its own.\n\n{}",
+        speed::machine_description(),
+        settings.batch,
+        settings.warmup,
+        settings.repeats,
+        speed::render_table(&rows, &peers, settings.batch)
+    );
+    println!("{table}");
+    if let Some(path) = output {
+        write_file(path, table.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn bench_quality(

@@ -1,8 +1,10 @@
 //! Benchmarks that print figures: the quality of every mixing rule on the
-//! real-data scenarios (`veritune bench quality`).
+//! real-data scenarios (`veritune bench quality`) and the time and memory of
+//! each step (`veritune bench speed`).
 
 pub mod plot;
 pub mod quality;
+pub mod speed;
 
 use serde::{Deserialize, Serialize};
 
