@@ -761,6 +761,7 @@ async function openFiles(fileList) {
   const run = { cancelled: false };
   const failures = [];
   let first = null;
+  let downscaled = 0;
   for (let k = 0; k < usable.length; k++) {
     if (run.cancelled) break;
     const file = usable[k];
@@ -772,6 +773,7 @@ async function openFiles(fileList) {
     try {
       const entry = await addImage(file, name, 'user');
       if (!first) first = entry;
+      if (entry.width !== entry.originalWidth || entry.height !== entry.originalHeight) downscaled += 1;
     } catch (e) {
       failures.push(messageOf(e));
     }
@@ -781,6 +783,12 @@ async function openFiles(fileList) {
   const parts = [];
   if (run.cancelled) parts.push('Opening was stopped');
   if (skipped) parts.push(`${skipped} file${skipped === 1 ? ' was' : 's were'} skipped (not images)`);
+  if (downscaled) {
+    parts.push(
+      `${downscaled} image${downscaled === 1 ? ' is' : 's are'} larger than ${MAX_SIDE} px and ${downscaled === 1 ? 'was' : 'were'} scaled down to ${MAX_SIDE} px ` +
+        'on the longer side for labeling (exported labels are in the original pixels)',
+    );
+  }
   openNote = parts.length ? `${parts.join('; ')}. ` : '';
   idleStatus();
   if (first) select(images.indexOf(first));
@@ -1196,6 +1204,7 @@ function onPointerUp(ev) {
       addDrawn(entry, d.box, Number(ui.drawClass.value) || 0);
       return;
     }
+    if (d.box) setStatus(`No box drawn: a box needs at least ${MIN_BOX} pixels on each side; drag further.`);
   } else if (d.box && big) {
     applyBox(entry, d.sel, d.box, d.cls, { label: d.kind === 'move' ? 'move box' : 'resize box' });
     return;
