@@ -14,8 +14,8 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::{leaky_relu, sigmoid, softmax};
-use burn::tensor::module::{avg_pool2d, interpolate, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -456,15 +456,51 @@ impl Pan {
 }
 
 /// `x` resized bilinearly to the size of `like`, with half-pixel centres
-/// (PyTorch's `align_corners=False`, as the model was exported).
+/// (PyTorch's `align_corners=False`, as the model was exported). Every level
+/// is twice the next coarser one (the input is a multiple of 32), so this is
+/// [`upsample2x`]; burn's bilinear `interpolate` has no backward pass on
+/// WebGPU (cubecl), which training needs.
 fn upsample(x: Tensor<4>, like: &Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = like.dims();
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size([h, w]),
-    )
+    let [_, _, xh, xw] = x.dims();
+    debug_assert_eq!((h, w), (2 * xh, 2 * xw), "PAN levels halve");
+    upsample2x(x)
+}
+
+/// Bilinear x2 with half-pixel centres from differentiable slices, products
+/// and sums (every backend has their backward pass): along each axis,
+/// output `2i` is `0.75 x[i] + 0.25 x[i-1]` and output `2i+1` is
+/// `0.75 x[i] + 0.25 x[i+1]`, the neighbour clamped at the edges.
+fn upsample2x(x: Tensor<4>) -> Tensor<4> {
+    let double_axis = |x: Tensor<4>, axis: usize| {
+        let mut dims = x.dims();
+        let n = dims[axis];
+        let (before, after) = if n == 1 {
+            (x.clone(), x.clone())
+        } else {
+            (
+                Tensor::cat(
+                    vec![
+                        x.clone().narrow(axis, 0, 1),
+                        x.clone().narrow(axis, 0, n - 1),
+                    ],
+                    axis,
+                ),
+                Tensor::cat(
+                    vec![
+                        x.clone().narrow(axis, 1, n - 1),
+                        x.clone().narrow(axis, n - 1, 1),
+                    ],
+                    axis,
+                ),
+            )
+        };
+        let even = x.clone() * 0.75 + before * 0.25;
+        let odd = x * 0.75 + after * 0.25;
+        dims[axis] = 2 * n;
+        Tensor::stack::<5>(vec![even, odd], axis + 1).reshape(dims)
+    };
+    double_axis(double_axis(x, 2), 3)
 }
 
 /// `x` at half its size: bilinear x0.5 with half-pixel centres samples the
@@ -802,6 +838,29 @@ mod tests {
         NanoDetConfig {
             class_names: vec!["a".into(), "b".into()],
             ..NanoDetConfig::coco().with_input_size(64)
+        }
+    }
+
+    #[test]
+    fn upsampling_is_bilinear_with_half_pixel_centres() {
+        use burn::tensor::module::interpolate;
+        use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+        let device = Device::flex();
+        for [h, w] in [[1, 1], [1, 3], [4, 5], [6, 6]] {
+            let values: Vec<f32> = (0..2 * 3 * h * w)
+                .map(|i| ((i * 37 % 11) as f32) - 5.0)
+                .collect();
+            let x = Tensor::<4>::from_data(TensorData::new(values, [2, 3, h, w]), &device);
+            let expected = interpolate(
+                x.clone(),
+                InterpolateOptions::new(InterpolateMode::Bilinear)
+                    .with_align_corners(false)
+                    .with_output_size([2 * h, 2 * w]),
+            );
+            let got = upsample2x(x);
+            assert_eq!(got.dims(), [2, 3, 2 * h, 2 * w]);
+            let diff: f32 = (got - expected).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{h}x{w}: {diff}");
         }
     }
 
