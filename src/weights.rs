@@ -369,12 +369,57 @@ pub fn load_fcos(bytes: &[u8], device: &Device) -> Result<Fcos, WeightsError> {
 }
 
 /// A detector of any architecture this build knows, as loaded from weights.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum AnyDetector {
     /// The small FCOS-style detector.
     Fcos(Box<Fcos>),
     /// NanoDet-g.
     NanoDet(Box<NanoDet>),
+}
+
+/// Evaluates `$body` with `$model` bound to the detector inside `$any` (an
+/// `&AnyDetector`) as `&Fcos` or `&NanoDet`, whichever it holds: code
+/// generic over [`StoredDetector`] is written once for every architecture.
+macro_rules! with_any_detector {
+    ($any:expr, $model:ident => $body:expr) => {
+        match $any {
+            $crate::weights::AnyDetector::Fcos($model) => {
+                let $model: &$crate::detector::fcos::Fcos = $model;
+                $body
+            }
+            $crate::weights::AnyDetector::NanoDet($model) => {
+                let $model: &$crate::detector::nanodet::NanoDet = $model;
+                $body
+            }
+        }
+    };
+}
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))]
+pub(crate) use with_any_detector;
+
+impl AnyDetector {
+    /// What the detector is (architecture's input size, classes, preprocessing).
+    pub fn spec(&self) -> &DetectorSpec {
+        with_any_detector!(self, model => model.spec())
+    }
+
+    /// The detector's weights, architecture and configuration as one file
+    /// in `format` (see [`save_detector`]).
+    pub async fn save(&self, format: WeightsFormat) -> Result<Vec<u8>, WeightsError> {
+        with_any_detector!(self, model => save_detector(model, format).await)
+    }
+}
+
+impl From<Fcos> for AnyDetector {
+    fn from(model: Fcos) -> Self {
+        AnyDetector::Fcos(Box::new(model))
+    }
+}
+
+impl From<NanoDet> for AnyDetector {
+    fn from(model: NanoDet) -> Self {
+        AnyDetector::NanoDet(Box::new(model))
+    }
 }
 
 /// The detector the weights are for (its architecture read from their
@@ -384,10 +429,9 @@ pub fn load_detector(bytes: &[u8], device: &Device) -> Result<AnyDetector, Weigh
     let info = preflight(bytes)?;
     if info.architecture == NANODET_G {
         let model = nanodet_config(&info)?.init(device);
-        return load_into(model, bytes, &info).map(|m| AnyDetector::NanoDet(Box::new(m)));
+        return load_into(model, bytes, &info).map(AnyDetector::from);
     }
-    load_into(fcos_config(&info)?.init(device), bytes, &info)
-        .map(|m| AnyDetector::Fcos(Box::new(m)))
+    load_into(fcos_config(&info)?.init(device), bytes, &info).map(AnyDetector::from)
 }
 
 /// What the detector of these weights is (architecture, input size, classes,

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use burn::tensor::Device;
 use common::{parameters, tiny_config, tiny_detector};
 use veritune::detector::fcos::FcosConfig;
+use veritune::detector::nanodet::NanoDetConfig;
 use veritune::weights::{
-    ARCHITECTURE_KEY, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, PreflightError, UnknownWeightsFormat,
-    WeightsError, WeightsFormat, load_burnpack, load_fcos, load_safetensors, preflight,
-    read_fcos_config, save_fcos, to_burnpack, to_safetensors,
+    ARCHITECTURE_KEY, AnyDetector, CONFIG_KEY, FCOS_SMALL, FORMAT_KEY, PreflightError,
+    UnknownWeightsFormat, WeightsError, WeightsFormat, load_burnpack, load_detector, load_fcos,
+    load_safetensors, preflight, read_fcos_config, read_spec, save_fcos, to_burnpack,
+    to_safetensors,
 };
 
 fn saved() -> Vec<u8> {
@@ -217,6 +219,32 @@ fn weights_of_another_model_do_not_load_and_leave_it_as_it_was() {
     let wider = tiny_config().with_width(8).init(&device);
     let err = load_burnpack(wider, &bytes).unwrap_err();
     assert!(matches!(err, WeightsError::ShapeMismatch { .. }), "{err}");
+}
+
+#[test]
+fn either_architecture_saves_and_describes_itself_through_any_detector() {
+    // The page's session holds an `AnyDetector` and saves through it.
+    let device = Device::flex();
+    let nanodet = NanoDetConfig {
+        class_names: vec!["a".into(), "b".into()],
+        ..NanoDetConfig::coco()
+    }
+    .with_input_size(64)
+    .init(&device);
+    for model in [
+        AnyDetector::from(tiny_detector(&device)),
+        AnyDetector::from(nanodet),
+    ] {
+        let bytes = pollster::block_on(model.save(WeightsFormat::Burnpack)).expect("save");
+        assert_eq!(&read_spec(&bytes).expect("spec"), model.spec());
+        let loaded = load_detector(&bytes, &device).expect("load");
+        assert_eq!(
+            std::mem::discriminant(&loaded),
+            std::mem::discriminant(&model)
+        );
+        let again = pollster::block_on(loaded.save(WeightsFormat::Burnpack)).expect("save again");
+        assert!(again == bytes, "the round trip changed the bytes");
+    }
 }
 
 fn contains(bytes: &[u8], text: &str) -> bool {
