@@ -1,7 +1,10 @@
-//! The browser API (wasm-bindgen): a [`Session`] that loads meta-model bytes,
-//! picks WebGPU or the CPU fallback, predicts on RGBA pixels, keeps the
-//! verified samples and the history library, trains step by step without
-//! freezing the page, and exports the adapted weights.
+//! The browser API (wasm-bindgen): a [`Session`] that loads meta-model bytes
+//! (the small detector or NanoDet-g), picks WebGPU or the CPU fallback,
+//! predicts on RGBA pixels, keeps the verified samples and the history
+//! library, trains step by step without freezing the page, and exports the
+//! adapted weights. The benchmark page (`www/bench.js`) times the same
+//! session, with two more calls: a batched forward pass and one per-sample
+//! history gradient.
 //!
 //! Every method reports failure as a rejected promise or thrown `Error` with a
 //! sentence; a Rust panic cannot be caught on wasm, so [`install_panic_hook`]
@@ -16,8 +19,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::detector::fcos::Fcos;
-use crate::detector::{Detector, shown_detections};
+use crate::detector::{Detector, input_batch, shown_detections};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
 use crate::formats::voc::write_voc;
@@ -30,9 +32,9 @@ use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, candidates};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
-use crate::trainer::{StepRecord, TrainConfig, TrainingRun, update_history_with};
+use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient, update_history_with};
 use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig, build_target};
-use crate::weights::{WeightsFormat, load_fcos, save_fcos};
+use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
 use crate::zip::write_zip;
 
 /// The IoU at which an imported object counts as the shown box it overlaps.
@@ -163,7 +165,7 @@ fn digest(bytes: &[u8]) -> String {
 
 struct Inner {
     /// `None` while a training run holds it.
-    model: Option<Fcos>,
+    model: Option<AnyDetector>,
     samples: BTreeMap<String, (Sample, Vec<Category>)>,
     history: HistoryLibrary<Sample>,
     /// The name of each history member, in library order.
@@ -276,13 +278,95 @@ struct ImportResult {
     unknown_classes: Vec<SkippedClass>,
 }
 
+/// The session's helpers that JavaScript does not see (wasm-bindgen exports
+/// no generic methods).
+impl Session {
+    async fn run_training<M: Detector + Into<AnyDetector>>(
+        &self,
+        model: M,
+        config: TrainConfig,
+        transfer: &[Sample],
+        history: &mut HistoryLibrary<Sample>,
+        on_step: &js_sys::Function,
+    ) -> Result<(AnyDetector, Vec<StepRecord>, bool), JsError> {
+        let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
+        let total = run.total_steps();
+        let mut records = Vec::with_capacity(total);
+        while let Some(record) = run.step().await.map_err(error)? {
+            let value = to_js(&record)?;
+            records.push(record);
+            on_step
+                .call3(
+                    &JsValue::NULL,
+                    &value,
+                    &JsValue::from(run.steps_done()),
+                    &JsValue::from(total),
+                )
+                .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
+            if self.cancel.get() && !run.is_finished() {
+                return Ok((run.into_model().into(), records, true));
+            }
+            yield_to_page().await;
+        }
+        Ok((run.into_model().into(), records, false))
+    }
+
+    /// The verified sample `id`.
+    fn sample(&self, id: &str) -> Result<Sample, JsError> {
+        self.inner
+            .borrow()
+            .samples
+            .get(id)
+            .map(|(sample, _)| sample.clone())
+            .ok_or_else(|| error(format!("there is no sample '{id}'")))
+    }
+
+    /// [`Session::forward`] on `model`: the batch is built from the samples
+    /// in place (no copy of their pixels) before anything is awaited.
+    async fn forward_sum<M: Detector>(&self, model: &M, ids: &[String]) -> Result<f32, JsError> {
+        if ids.is_empty() {
+            return Err(error("a forward pass needs at least one sample"));
+        }
+        let model = model.clone().no_grad();
+        let device = model
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(Device::flex);
+        let input = {
+            let inner = self.inner.borrow();
+            let images = ids
+                .iter()
+                .map(|id| {
+                    inner
+                        .samples
+                        .get(id)
+                        .map(|(sample, _)| &sample.image)
+                        .ok_or_else(|| error(format!("there is no sample '{id}'")))
+                })
+                .collect::<Result<Vec<&Image>, JsError>>()?;
+            input_batch(model.spec(), &images, &device)
+        };
+        let sum = model.predictions(model.forward(input)).sum();
+        let data = sum
+            .into_data_async()
+            .await
+            .map_err(|e| error(format!("the device failed: {e:?}")))?;
+        let values = data
+            .try_to_vec::<f32>()
+            .map_err(|e| error(format!("the device failed: {e:?}")))?;
+        Ok(values.first().copied().unwrap_or(f32::NAN))
+    }
+}
+
 #[wasm_bindgen]
 impl Session {
-    /// Loads meta-model bytes (burnpack) on WebGPU when `prefer_webgpu` and
-    /// available, else on the CPU.
+    /// Loads meta-model bytes (burnpack or safetensors, of any architecture
+    /// veritune knows) on WebGPU when `prefer_webgpu` and available, else on
+    /// the CPU.
     pub async fn create(model_bytes: Vec<u8>, prefer_webgpu: bool) -> Result<Session, JsError> {
         let (device, backend, notice) = pick_device(prefer_webgpu).await;
-        let model = load_fcos(&model_bytes, &device.clone().autodiff()).map_err(error)?;
+        let model = load_detector(&model_bytes, &device.clone().autodiff()).map_err(error)?;
         let spec = model.spec().clone();
         Ok(Session {
             inner: Rc::new(RefCell::new(Inner {
@@ -328,7 +412,7 @@ impl Session {
         self.base_hash.clone()
     }
 
-    fn current_model(&self) -> Result<Fcos, JsError> {
+    fn current_model(&self) -> Result<AnyDetector, JsError> {
         self.inner
             .borrow()
             .model
@@ -346,7 +430,8 @@ impl Session {
     ) -> Result<JsValue, JsError> {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let model = self.current_model()?;
-        let mut all = candidates(&model, &[&image], 1).await.map_err(error)?;
+        let mut all = with_any_detector!(&model, model => candidates(model, &[&image], 1).await)
+            .map_err(error)?;
         let candidates = all.pop().unwrap_or_default();
         let shown = shown_detections(&candidates, threshold, NMS_IOU);
         to_js(&Prediction { shown, candidates })
@@ -527,9 +612,10 @@ impl Session {
             (model, transfer, history)
         };
         self.cancel.set(false);
-        let result = self
-            .run_training(model.clone(), config, &transfer, &mut history, &on_step)
-            .await;
+        let result = with_any_detector!(&model, model => {
+            self.run_training(model.clone(), config, &transfer, &mut history, &on_step)
+                .await
+        });
         let mut inner = self.inner.borrow_mut();
         inner.history = history;
         match result {
@@ -542,36 +628,6 @@ impl Session {
                 Err(e)
             }
         }
-    }
-
-    async fn run_training(
-        &self,
-        model: Fcos,
-        config: TrainConfig,
-        transfer: &[Sample],
-        history: &mut HistoryLibrary<Sample>,
-        on_step: &js_sys::Function,
-    ) -> Result<(Fcos, Vec<StepRecord>, bool), JsError> {
-        let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
-        let total = run.total_steps();
-        let mut records = Vec::with_capacity(total);
-        while let Some(record) = run.step().await.map_err(error)? {
-            let value = to_js(&record)?;
-            records.push(record);
-            on_step
-                .call3(
-                    &JsValue::NULL,
-                    &value,
-                    &JsValue::from(run.steps_done()),
-                    &JsValue::from(total),
-                )
-                .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
-            if self.cancel.get() && !run.is_finished() {
-                return Ok((run.into_model(), records, true));
-            }
-            yield_to_page().await;
-        }
-        Ok((run.into_model(), records, false))
     }
 
     /// Updates the history library after a training run (METHOD.md section
@@ -603,18 +659,23 @@ impl Session {
             (model, history, ids, newcomers)
         };
         let (newcomer_ids, samples): (Vec<String>, Vec<Sample>) = newcomers.into_iter().unzip();
-        let result = update_history_with(
-            &model,
-            &mut history,
-            samples,
-            HistoryPolicy::GradientBased,
-            |done, total| {
-                let _ =
-                    on_progress.call2(&JsValue::NULL, &JsValue::from(done), &JsValue::from(total));
-                yield_to_page()
-            },
-        )
-        .await;
+        let result = with_any_detector!(&model, model => {
+            update_history_with(
+                model,
+                &mut history,
+                samples,
+                HistoryPolicy::GradientBased,
+                |done, total| {
+                    let _ = on_progress.call2(
+                        &JsValue::NULL,
+                        &JsValue::from(done),
+                        &JsValue::from(total),
+                    );
+                    yield_to_page()
+                },
+            )
+            .await
+        });
         let mut inner = self.inner.borrow_mut();
         inner.model = Some(model);
         inner.history = history;
@@ -652,7 +713,28 @@ impl Session {
             None => WeightsFormat::Burnpack,
         };
         let model = self.current_model()?;
-        save_fcos(&model, format).await.map_err(error)
+        model.save(format).await.map_err(error)
+    }
+
+    /// One forward pass without gradients over the verified samples `ids` as
+    /// one batch, up to the per-location predictions as [`Session::predict`]
+    /// computes them, for the benchmark page; resolves with the predictions'
+    /// sum, read asynchronously, so the device has finished when it resolves.
+    pub async fn forward(&self, ids: Vec<String>) -> Result<f32, JsError> {
+        let model = self.current_model()?;
+        with_any_detector!(&model, model => self.forward_sum(model, &ids).await)
+    }
+
+    /// One per-sample gradient of the history update (the head's parameters,
+    /// as [`Session::update_history`] computes one per member and newcomer)
+    /// on the verified sample `id`, for the benchmark page; resolves with
+    /// its length once it has been read.
+    #[wasm_bindgen(js_name = sampleGradient)]
+    pub async fn sample_gradient(&self, id: String) -> Result<usize, JsError> {
+        let model = self.current_model()?;
+        let sample = self.sample(&id)?;
+        let gradient = with_any_detector!(&model, model => sample_gradient(model, &sample).await);
+        Ok(gradient.map_err(error)?.len())
     }
 
     /// The labels the verdicts of `images` (reviewed images: `{name, width,
