@@ -91,7 +91,7 @@ export async function startServer() {
   return { url, port, stop, output: () => output };
 }
 
-/** Launches Debian's Chromium headless with a fresh profile. */
+/** Launches Debian's Chromium headless with a fresh profile (in `userDataDir`). */
 export async function launchBrowser({ webgpu = true } = {}) {
   const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless=new'];
   if (webgpu) args.push('--enable-unsafe-webgpu');
@@ -122,7 +122,7 @@ export async function launchBrowser({ webgpu = true } = {}) {
     await context.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });
   };
-  return { context, requests, consoleErrors, close };
+  return { context, requests, consoleErrors, close, userDataDir };
 }
 
 /** The page's URL with the test's query. */
