@@ -1243,6 +1243,18 @@ fn write_text(path: &Path, text: &str) -> CliResult {
     write_file(path, text.as_bytes())
 }
 
+/// The command-line options of `settings`, as the measuring processes and the peer take them.
+fn settings_args(settings: SpeedSettings) -> [String; 6] {
+    [
+        "--batch".into(),
+        settings.batch.to_string(),
+        "--warmup".into(),
+        settings.warmup.to_string(),
+        "--repeats".into(),
+        settings.repeats.to_string(),
+    ]
+}
+
 /// Runs every measurement in a process of its own (this binary's hidden
 /// `bench speed-one`), then the PyTorch peer per model, and prints the table.
 fn bench_speed(
@@ -1269,9 +1281,7 @@ fn bench_speed(
                     .args(["bench", "speed-one", "--weights"])
                     .arg(&weights)
                     .args(["--backend", backend.name(), "--measure", measure.name()])
-                    .args(["--batch", &settings.batch.to_string()])
-                    .args(["--warmup", &settings.warmup.to_string()])
-                    .args(["--repeats", &settings.repeats.to_string()])
+                    .args(settings_args(settings))
                     .stderr(std::process::Stdio::inherit())
                     .output()
                     .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
@@ -1304,9 +1314,7 @@ fn bench_speed(
                 .arg("bench/peer/torch_speed.py")
                 .args(["--arch", &arch, "--dir"])
                 .arg(&dir)
-                .args(["--batch", &settings.batch.to_string()])
-                .args(["--warmup", &settings.warmup.to_string()])
-                .args(["--repeats", &settings.repeats.to_string()])
+                .args(settings_args(settings))
                 .stderr(std::process::Stdio::inherit())
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", python.display()))?;

@@ -1,9 +1,9 @@
 //! Running a detector on images: candidates in image pixels (all above a
 //! floor, as METHOD.md section 1 needs) and the boxes to show.
 
-use burn::tensor::Device;
-
-use crate::detector::{Detector, candidates_from_predictions, input_batch, to_image_pixels};
+use crate::detector::{
+    Detector, candidates_from_predictions, input_batch, model_device, to_image_pixels,
+};
 use crate::geometry::Detection;
 use crate::image::Image;
 
@@ -22,11 +22,7 @@ pub async fn candidates<M: Detector>(
     batch_size: usize,
 ) -> Result<Vec<Vec<Detection>>, String> {
     let model = model.clone().no_grad();
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(Device::flex);
+    let device = model_device(&model);
     let spec = model.spec().clone();
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch_size.max(1)) {

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use burn::module::{Module, ParamId};
+use burn::module::ParamId;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::detector::Detector;
+use crate::detector::{Detector, model_device};
 use crate::history::{
     Candidate, HistoryError, HistoryLibrary, HistoryPolicy, Selection, select_gradient_based,
     select_reservoir,
@@ -321,14 +321,6 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
         }
         Ok(Some(record))
     }
-}
-
-fn model_device<M: Module>(model: &M) -> Device {
-    model
-        .devices()
-        .into_iter()
-        .next()
-        .unwrap_or_else(Device::flex)
 }
 
 /// The loss of `model` on `samples` (a one-element tensor) and its gradients.

@@ -19,7 +19,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::detector::{Detector, input_batch, shown_detections};
+use crate::detector::{Detector, input_batch, model_device, shown_detections};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
 use crate::formats::voc::write_voc;
@@ -328,11 +328,7 @@ impl Session {
             return Err(error("a forward pass needs at least one sample"));
         }
         let model = model.clone().no_grad();
-        let device = model
-            .devices()
-            .into_iter()
-            .next()
-            .unwrap_or_else(Device::flex);
+        let device = model_device(&model);
         let input = {
             let inner = self.inner.borrow();
             let images = ids

@@ -46,15 +46,6 @@ fuzz_target!(|data: &[u8]| {
     };
     for image in &import.images {
         let size = &open[image.index];
-        for labeled in &image.boxes {
-            let b = labeled.bbox;
-            assert!(b.is_valid(), "{b:?}");
-            assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
-            assert!(
-                b.x1 <= size.width as f32 && b.y1 <= size.height as f32,
-                "{b:?}"
-            );
-            assert!(labeled.class < classes.len());
-        }
+        veritune_fuzz::assert_inside(&image.boxes, size.width, size.height, classes.len());
     }
 });

@@ -22,15 +22,23 @@ pub mod verdict;
 /// image and has a class of the set: what every annotation reader promises.
 pub fn assert_boxes_inside(set: &formats::LabelSet) {
     for image in &set.images {
-        for labeled in &image.boxes {
-            let b = labeled.bbox;
-            assert!(b.is_valid(), "{b:?}");
-            assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
-            assert!(
-                b.x1 <= image.width as f32 && b.y1 <= image.height as f32,
-                "{b:?}"
-            );
-            assert!(labeled.class < set.class_names.len());
-        }
+        assert_inside(
+            &image.boxes,
+            image.width,
+            image.height,
+            set.class_names.len(),
+        );
+    }
+}
+
+/// Panics unless each of `boxes` is valid, lies inside a `width` x `height`
+/// image and has a class below `classes`.
+pub fn assert_inside(boxes: &[geometry::LabeledBox], width: u32, height: u32, classes: usize) {
+    for labeled in boxes {
+        let b = labeled.bbox;
+        assert!(b.is_valid(), "{b:?}");
+        assert!(b.x0 >= 0.0 && b.y0 >= 0.0, "{b:?}");
+        assert!(b.x1 <= width as f32 && b.y1 <= height as f32, "{b:?}");
+        assert!(labeled.class < classes);
     }
 }

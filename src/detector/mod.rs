@@ -78,6 +78,15 @@ pub struct DetectorSpec {
     pub preprocessing: Preprocessing,
 }
 
+/// The device `model`'s parameters live on (flex for a model without any).
+pub fn model_device<M: Module>(model: &M) -> Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex)
+}
+
 /// The first of a configuration's loss settings (field name, value) that is
 /// negative or not finite.
 pub(crate) fn invalid_loss_setting<const N: usize>(
