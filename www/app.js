@@ -2219,9 +2219,15 @@ async function loadHistory() {
   refreshStats();
 }
 
-/** Starts filling the history library; training waits for it (`historyReady`). */
+/**
+ * Starts filling the history library; training waits for it (`historyReady`),
+ * and `data-history` on the body says `loading` until it is done, then `ready`.
+ */
 function startHistoryLoad() {
-  historyReady = loadHistory().catch((e) => showError('The history samples could not be loaded', e));
+  document.body.dataset.history = 'loading';
+  historyReady = loadHistory()
+    .catch((e) => showError('The history samples could not be loaded', e))
+    .finally(() => (document.body.dataset.history = 'ready'));
   return historyReady;
 }
 

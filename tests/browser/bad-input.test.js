@@ -7,7 +7,19 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, TRAIN_MS, WAIT_MS, appUrl, counters, dragOnCanvas, launchBrowser, pageErrors, startServer, waitForReady } from './helpers.js';
+import {
+  ROOT,
+  TRAIN_MS,
+  WAIT_MS,
+  appUrl,
+  counters,
+  dragOnCanvas,
+  launchBrowser,
+  pageErrors,
+  startServer,
+  waitForReady,
+  waitForSamplesAndHistory,
+} from './helpers.js';
 
 const SAMPLE = join(ROOT, 'www/samples/transfer/transfer-00.png');
 const png = (name, buffer) => ({ name, mimeType: 'image/png', buffer });
@@ -27,12 +39,7 @@ describe('bad input in the page', { timeout: 4 * WAIT_MS + 2 * TRAIN_MS }, () =>
     page = await browser.context.newPage();
     await page.goto(appUrl(server.url, { backend: 'cpu' }));
     await waitForReady(page);
-    // Every sample image open and predicted, the history library filled.
-    const samples = await page.evaluate(async () => (await (await fetch('samples/transfer/index.json')).json()).length);
-    await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n && !document.body.dataset.predicting, samples, {
-      timeout: TRAIN_MS,
-    });
-    await page.waitForFunction(() => Number(document.getElementById('count-history').textContent) > 0, null, { timeout: TRAIN_MS });
+    await waitForSamplesAndHistory(page);
   });
 
   after(async () => {

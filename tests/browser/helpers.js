@@ -190,6 +190,17 @@ export async function waitForReady(page) {
   if (phase !== 'ready') throw new Error(`the page failed to start: ${await pageErrors(page)}`);
 }
 
+/** Waits until every sample image is open and predicted and the history library is filled. */
+export async function waitForSamplesAndHistory(page) {
+  const samples = await page.evaluate(async () => (await (await fetch('samples/transfer/index.json')).json()).length);
+  await page.waitForFunction(
+    (n) =>
+      document.querySelectorAll('#thumbs .thumb').length >= n && document.body.dataset.history === 'ready' && !document.body.dataset.predicting,
+    samples,
+    { timeout: TRAIN_MS },
+  );
+}
+
 /** Reloads and resumes the project offered first in the start dialog, which must be `expectName`. */
 export async function reloadAndResume(page, expectName) {
   await page.reload();

@@ -19,6 +19,7 @@ import {
   startServer,
   trainAndWait,
   waitForReady,
+  waitForSamplesAndHistory,
 } from './helpers.js';
 
 const PRIVATE = 'private-holiday-photo';
@@ -41,8 +42,7 @@ describe('privacy', { timeout: 3 * WAIT_MS + TRAIN_MS }, () => {
     const page = await browser.context.newPage();
     await page.goto(appUrl(server.url, { backend: 'cpu' }));
     await waitForReady(page);
-    await page.waitForFunction(() => Number(document.getElementById('count-history').textContent) > 0);
-    await page.waitForFunction(() => !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
+    await waitForSamplesAndHistory(page);
 
     // The network goes away; the user's own photo is opened, judged, trained on, exported.
     await browser.context.setOffline(true);
