@@ -94,6 +94,22 @@ pub enum VocError {
         /// `<ymax>` as read.
         ymax: f64,
     },
+    /// An object's box lies wholly outside the image the file describes.
+    #[error(
+        "{file}, line {line}: object {object}'s box lies outside its {width}x{height} image: fix the bndbox or the image's size"
+    )]
+    OutsideImage {
+        /// The annotation file.
+        file: String,
+        /// The 1-based line of the object's `<bndbox>`.
+        line: usize,
+        /// The 1-based index of the object in the file.
+        object: usize,
+        /// The image's width.
+        width: u32,
+        /// The image's height.
+        height: u32,
+    },
     /// Two annotation files describe one image.
     #[error("{first} and {second} both annotate the image '{file_name}': keep one of them")]
     DuplicateImage {
@@ -301,7 +317,7 @@ fn read_annotation(file: &TextFile) -> Result<Annotation, VocError> {
     let objects = root
         .children("object")
         .enumerate()
-        .map(|(index, object)| read_object(&fields, object, index + 1))
+        .map(|(index, object)| read_object(&fields, object, index + 1, [width, height]))
         .collect::<Result<_, _>>()?;
     Ok(Annotation {
         file_name: format!("{folder}{filename}"),
@@ -311,11 +327,13 @@ fn read_annotation(file: &TextFile) -> Result<Annotation, VocError> {
     })
 }
 
-/// The class name and pixel box of the `number`th (1-based) `<object>`.
+/// The class name and pixel box of the `number`th (1-based) `<object>`,
+/// the box cut to the `[width, height]` image (as COCO's reader does).
 fn read_object(
     fields: &Fields,
     object: &Element,
     number: usize,
+    [width, height]: [u32; 2],
 ) -> Result<(String, BBox), VocError> {
     let prefix = format!("object {number}/");
     let name = fields.text(object, "name", &format!("{prefix}name"))?;
@@ -352,7 +370,17 @@ fn read_object(
             ymax,
         });
     }
-    Ok((name.to_string(), bbox))
+    let clipped = bbox.clip(width as f32, height as f32);
+    if !clipped.is_valid() {
+        return Err(VocError::OutsideImage {
+            file: fields.file.to_string(),
+            line: bndbox.line,
+            object: number,
+            width,
+            height,
+        });
+    }
+    Ok((name.to_string(), clipped))
 }
 
 /// Reads Pascal VOC annotation files, one per image, in the given order.
@@ -446,6 +474,36 @@ mod tests {
 
     fn error(text: &str) -> VocError {
         read_voc(&[file("dir/a.xml", text)]).expect_err("malformed annotation")
+    }
+
+    #[test]
+    fn boxes_over_the_edge_are_cut_and_boxes_outside_are_refused() {
+        let with_box = |ymin: u32, ymax: u32| TextFile {
+            name: "a.xml".into(),
+            text: MINIMAL
+                .replace("<ymin>1</ymin>", &format!("<ymin>{ymin}</ymin>"))
+                .replace("<ymax>8</ymax>", &format!("<ymax>{ymax}</ymax>")),
+        };
+        let set = read_voc(&[with_box(2, 30)]).unwrap();
+        assert_eq!(set.images[0].boxes[0].bbox, BBox::new(0.0, 1.0, 10.0, 8.0));
+        let err = read_voc(&[with_box(20, 30)]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VocError::OutsideImage {
+                    object: 1,
+                    width: 10,
+                    height: 8,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("a.xml, line 2: object 1's box lies outside its 10x8 image"),
+            "{err}"
+        );
     }
 
     const MINIMAL: &str = "<annotation><filename>a.png</filename><size><width>10</width><height>8</height></size>\n<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>8</ymax></bndbox></object></annotation>";
