@@ -1255,6 +1255,30 @@ fn settings_args(settings: SpeedSettings) -> [String; 6] {
     ]
 }
 
+/// Runs `command` (its errors shown as they come) and reads the JSON figures
+/// it prints; `what` names it in the messages.
+fn figures_of<T: serde::de::DeserializeOwned>(
+    mut command: std::process::Command,
+    what: &str,
+) -> Result<T, String> {
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            format!(
+                "{what}: cannot run {}: {e}",
+                command.get_program().display()
+            )
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what}: the measurement failed ({})",
+            output.status
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("{what}: unreadable figures: {e}"))
+}
+
 /// Runs every measurement in a process of its own (this binary's hidden
 /// `bench speed-one`), then the PyTorch peer per model, and prints the table.
 fn bench_speed(
@@ -1277,24 +1301,14 @@ fn bench_speed(
         for &backend in backends {
             for &measure in measures {
                 eprintln!("{name} on {backend}: {measure}…");
-                let output = std::process::Command::new(&exe)
+                let mut command = std::process::Command::new(&exe);
+                command
                     .args(["bench", "speed-one", "--weights"])
                     .arg(&weights)
                     .args(["--backend", backend.name(), "--measure", measure.name()])
-                    .args(settings_args(settings))
-                    .stderr(std::process::Stdio::inherit())
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-                if !output.status.success() {
-                    return Err(format!(
-                        "{name} on {backend}, {measure}: the measurement failed ({})",
-                        output.status
-                    ));
-                }
+                    .args(settings_args(settings));
                 let measurement: Measurement =
-                    serde_json::from_slice(&output.stdout).map_err(|e| {
-                        format!("{name} on {backend}, {measure}: unreadable figures: {e}")
-                    })?;
+                    figures_of(command, &format!("{name} on {backend}, {measure}"))?;
                 eprintln!("  median {:.1} ms", measurement.median_ms());
                 rows.push(SpeedRow {
                     model: name.clone(),
@@ -1310,22 +1324,13 @@ fn bench_speed(
             speed::write_peer_files(bytes, settings.batch, &dir).map_err(|e| e.to_string())?;
             let arch = read_spec(bytes).map_err(|e| e.to_string())?.architecture;
             eprintln!("{name}: the PyTorch peer…");
-            let output = std::process::Command::new(python)
+            let mut command = std::process::Command::new(python);
+            command
                 .arg("bench/peer/torch_speed.py")
                 .args(["--arch", &arch, "--dir"])
                 .arg(&dir)
-                .args(settings_args(settings))
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "{name}: the PyTorch peer failed ({})",
-                    output.status
-                ));
-            }
-            let figures: PeerFigures = serde_json::from_slice(&output.stdout)
-                .map_err(|e| format!("{name}: unreadable figures from the PyTorch peer: {e}"))?;
+                .args(settings_args(settings));
+            let figures: PeerFigures = figures_of(command, &format!("{name}, the PyTorch peer"))?;
             for (output, diff) in &figures.parity {
                 eprintln!("  parity {output}: max |veritune - PyTorch| = {diff:.2e}");
             }

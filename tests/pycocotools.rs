@@ -12,10 +12,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use common::python::python_with;
+use common::python::{fixture_json, python_with};
 use serde_json::{Value, json};
 use veritune::formats::coco::to_coco_json;
 use veritune::formats::{ImageLabels, LabelSet};
@@ -148,27 +147,7 @@ fn detections_json(fixture: &Fixture) -> String {
 
 /// Runs `tests/fixtures/coco_map.py` and returns its JSON answer.
 fn run_pycocotools(ground_truth: &Path, detections: &Path) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco_map.py");
-    let output = Command::new(python())
-        .arg(&script)
-        .arg(ground_truth)
-        .arg(detections)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} failed ({}):\n{}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{} printed something that is not JSON ({e}):\n{}",
-            script.display(),
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    fixture_json(python(), "coco_map.py", &[ground_truth, detections])
 }
 
 /// The virtual environment's Python, with pycocotools and numpy importable;

@@ -42,7 +42,7 @@ fn python_reads_the_exported_safetensors_with_conventional_names() {
     std::fs::write(&file, &bytes).expect("weights file");
 
     let python = python_with(&["numpy", "safetensors"], "import numpy, safetensors.numpy");
-    let dump = fixture_json(&python, "safetensors_dump.py", &file);
+    let dump = fixture_json(&python, "safetensors_dump.py", &[&file]);
 
     let expected: BTreeMap<String, Vec<f32>> = parameters(&model)
         .into_iter()

@@ -26,7 +26,7 @@ fn python_reads_the_archive_with_names_and_contents() {
     std::fs::write(&file, &zip).expect("archive file");
 
     let python = python_with(&[], "import zipfile");
-    let dump = fixture_json(&python, "zip_dump.py", &file);
+    let dump = fixture_json(&python, "zip_dump.py", &[&file]);
     assert_eq!(dump["bad"], Value::Null, "every CRC checks out");
     let entries = dump["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), files.len());

@@ -62,15 +62,15 @@ pub fn run_checked(program: &str, args: &[&str], purpose: &str) {
     );
 }
 
-/// Runs the script `tests/fixtures/<script>` with `python` on `file` and
+/// Runs the script `tests/fixtures/<script>` with `python` on `args` and
 /// returns the JSON it prints; fails the test when the script fails.
-pub fn fixture_json(python: &Path, script: &str, file: &Path) -> serde_json::Value {
+pub fn fixture_json(python: &Path, script: &str, args: &[&Path]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(script);
     let output = Command::new(python)
         .arg(&script)
-        .arg(file)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
@@ -80,5 +80,11 @@ pub fn fixture_json(python: &Path, script: &str, file: &Path) -> serde_json::Val
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{} printed something that is not JSON ({e}):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
