@@ -36,6 +36,7 @@ impl Sample {
                     })
                     .collect(),
                 negatives: target.negatives.iter().map(to_input).collect(),
+                trained_classes: target.trained_classes.clone(),
             },
         }
     }

@@ -68,7 +68,11 @@ pub fn simulated_verdicts(
         })
         .collect();
     shown.sort_by(|a, b| b.detection.score.total_cmp(&a.detection.score));
-    ImageVerdicts { shown, drawn }
+    ImageVerdicts {
+        shown,
+        drawn,
+        reviewed_classes: None,
+    }
 }
 
 #[cfg(test)]

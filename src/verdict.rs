@@ -59,6 +59,11 @@ pub struct ImageVerdicts {
     pub shown: Vec<ShownBox>,
     /// Objects the model did not show, drawn by the user (missed detections).
     pub drawn: Vec<LabeledBox>,
+    /// The classes the user reviews on this image (the page's target
+    /// classes): boxes of other classes were not shown, so these verdicts say
+    /// nothing about them. `None`: every class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_classes: Option<Vec<usize>>,
 }
 
 /// The kind of sample an image is, for statistics and sampling.
@@ -79,6 +84,7 @@ impl ImageVerdicts {
         Self {
             shown: shown.into_iter().map(ShownBox::unjudged).collect(),
             drawn: Vec::new(),
+            reviewed_classes: None,
         }
     }
 
@@ -96,6 +102,14 @@ impl ImageVerdicts {
         height: f32,
         classes: usize,
     ) -> Result<Self, VerdictError> {
+        if let Some(&class) = self
+            .reviewed_classes
+            .iter()
+            .flatten()
+            .find(|&&c| c >= classes)
+        {
+            return Err(VerdictError::UnknownReviewedClass { class, classes });
+        }
         self.map_boxes(|field, bbox, class| {
             let bbox = *bbox;
             if ![bbox.x0, bbox.y0, bbox.x1, bbox.y1]
@@ -210,6 +224,11 @@ pub struct TrainingTarget {
     /// Regions where the detector fired wrongly: locations assigned to them are
     /// trained as background, get no box loss and are never positives.
     pub negatives: Vec<BBox>,
+    /// The classes whose scores this target trains: the reviewed classes and
+    /// those of the positives. Other classes' scores get no loss on this
+    /// image, so what the model knows of them is kept. `None`: every class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_classes: Option<Vec<usize>>,
 }
 
 impl TrainingTarget {
@@ -218,6 +237,7 @@ impl TrainingTarget {
         Self {
             positives: boxes.to_vec(),
             negatives: Vec::new(),
+            trained_classes: None,
         }
     }
 
@@ -225,6 +245,17 @@ impl TrainingTarget {
     /// rejected, nothing confirmed or drawn.
     pub fn is_pure_negative(&self) -> bool {
         self.positives.is_empty() && !self.negatives.is_empty()
+    }
+
+    /// Per class of a `classes`-class detector, 1 when this target trains its
+    /// score and 0 when it leaves it alone (see `trained_classes`).
+    pub fn class_weights(&self, classes: usize) -> Vec<f32> {
+        match &self.trained_classes {
+            None => vec![1.0; classes],
+            Some(trained) => (0..classes)
+                .map(|c| if trained.contains(&c) { 1.0 } else { 0.0 })
+                .collect(),
+        }
     }
 
     /// The distinct classes of the positives, ascending.
@@ -304,6 +335,16 @@ pub enum VerdictError {
         /// Image height in pixels.
         height: f32,
     },
+    /// The reviewed classes name a class the detector does not have.
+    #[error(
+        "the reviewed classes include class {class}, but the model has {classes} classes, numbered from 0: choose the target classes among the model's"
+    )]
+    UnknownReviewedClass {
+        /// The class given.
+        class: usize,
+        /// How many classes the detector has.
+        classes: usize,
+    },
     /// A box names a class the detector does not have.
     #[error(
         "the box `{field}` has class {class}, but the model has {classes} classes, numbered from 0: use one of the model's classes"
@@ -354,6 +395,12 @@ pub fn build_target(
         check_user_box(BoxField::Drawn(index), &drawn.bbox)?;
         target.positives.push(*drawn);
     }
+    target.trained_classes = verdicts.reviewed_classes.as_ref().map(|reviewed| {
+        let mut trained: Vec<usize> = reviewed.iter().copied().chain(target.classes()).collect();
+        trained.sort_unstable();
+        trained.dedup();
+        trained
+    });
     Ok(target)
 }
 
@@ -404,7 +451,11 @@ mod tests {
     }
 
     fn verdicts(shown: Vec<ShownBox>, drawn: Vec<LabeledBox>) -> ImageVerdicts {
-        ImageVerdicts { shown, drawn }
+        ImageVerdicts {
+            shown,
+            drawn,
+            reviewed_classes: None,
+        }
     }
 
     #[test]
@@ -612,6 +663,42 @@ mod tests {
             let err = v.fit_to_image(64.0, 64.0, 2).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
         }
+        let reviewing_unknown = ImageVerdicts {
+            reviewed_classes: Some(vec![0, 5]),
+            ..drawn(BBox::new(0.0, 0.0, 8.0, 10.0), 0)
+        };
+        let err = reviewing_unknown
+            .fit_to_image(64.0, 64.0, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the reviewed classes include class 5, but the model has 2 classes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reviewed_classes_and_the_classes_of_the_labels_are_the_trained_ones() {
+        let mut v = verdicts(
+            vec![judged(
+                det(10.0, 10.0, 50.0, 50.0, 2, 0.9),
+                Judgement::Rejected,
+            )],
+            vec![LabeledBox {
+                bbox: BBox::new(60.0, 60.0, 90.0, 90.0),
+                class: 7,
+            }],
+        );
+        let every = build_target(&v, &[], &TargetConfig::default()).unwrap();
+        assert_eq!(every.trained_classes, None);
+        assert_eq!(every.class_weights(3), vec![1.0; 3]);
+
+        v.reviewed_classes = Some(vec![2, 0]);
+        let target = build_target(&v, &[], &TargetConfig::default()).unwrap();
+        // The drawn box's class 7 is trained too: the user vouched for it.
+        assert_eq!(target.trained_classes, Some(vec![0, 2, 7]));
+        let weights = target.class_weights(8);
+        assert_eq!(weights, vec![1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
     }
 
     fn bbox() -> impl Strategy<Value = BBox> {
@@ -647,6 +734,7 @@ mod tests {
             .prop_map(|(shown, drawn)| ImageVerdicts {
                 shown: shown.into_iter().map(|(d, j)| judged(d, j)).collect(),
                 drawn,
+                reviewed_classes: None,
             })
     }
 

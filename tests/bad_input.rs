@@ -235,6 +235,7 @@ fn bad_verdicts_name_the_file_the_image_and_the_field() {
                     bbox: BBox::new(x0, 4.0, x1, 20.0),
                     class,
                 }],
+                reviewed_classes: None,
             },
         )]);
         serde_json::to_string(&verdicts).unwrap()

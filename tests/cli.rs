@@ -149,6 +149,7 @@ fn finetune_reads_verdicts_and_names_an_image_without_them() {
             bbox: BBox::new(x, x, x + 20.0, x + 20.0),
             class: 1,
         }],
+        reviewed_classes: None,
     };
     let mut verdicts = std::collections::BTreeMap::from([("scène 0.png".to_string(), drawn(4.0))]);
     let file = dir.join("verdicts.json");

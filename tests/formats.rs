@@ -542,6 +542,7 @@ fn cli_exports_the_labels_of_verdicts_in_every_format() {
                     shown(BBox::new(1.0, 1.0, 9.0, 9.0), 1, Judgement::Rejected),
                 ],
                 drawn: Vec::new(),
+                reviewed_classes: None,
             },
         ),
         (
@@ -549,6 +550,7 @@ fn cli_exports_the_labels_of_verdicts_in_every_format() {
             ImageVerdicts {
                 shown: Vec::new(),
                 drawn: vec![drawn],
+                reviewed_classes: None,
             },
         ),
     ]);

@@ -238,6 +238,7 @@ mod tests {
         let target = TrainingTarget {
             positives: vec![object],
             negatives: vec![BBox::new(20.0, 20.0, 44.0, 44.0)],
+            trained_classes: None,
         };
         let with = assign(&grid, &target, 1.5);
         let without = assign(&grid, &TrainingTarget::from_ground_truth(&[object]), 1.5);
@@ -294,6 +295,7 @@ mod tests {
         let target = TrainingTarget {
             positives: vec![object],
             negatives: vec![object.bbox],
+            trained_classes: None,
         };
         let plain = assign_atss(&grid, &TrainingTarget::from_ground_truth(&[object]), 9);
         let with = assign_atss(&grid, &target, 9);

@@ -15,7 +15,9 @@ use thiserror::Error;
 
 use super::assign::{Location, assign, grid_locations};
 use super::loss::{giou_loss, sigmoid_focal_loss};
-use super::{ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing};
+use super::{
+    ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing, on_trained_classes,
+};
 use crate::mixing::param_ids;
 use crate::verdict::TrainingTarget;
 
@@ -411,11 +413,14 @@ impl Detector for Fcos {
             .class_logits
             .reshape([batch, classes, rows * cols])
             .swap_dims(1, 2);
-        let classification = sigmoid_focal_loss(
-            logits,
-            targets_tensors.classes,
-            self.config.focal_alpha,
-            self.config.focal_gamma,
+        let classification = on_trained_classes(
+            sigmoid_focal_loss(
+                logits,
+                targets_tensors.classes,
+                self.config.focal_alpha,
+                self.config.focal_gamma,
+            ),
+            targets,
         )
         .sum()
         .div_scalar(normaliser);
@@ -494,6 +499,7 @@ mod tests {
         let with_negative = TrainingTarget {
             positives: vec![object],
             negatives: vec![BBox::new(8.0, 8.0, 40.0, 40.0)],
+            trained_classes: None,
         };
         let value = |t: &TrainingTarget| -> (f32, f32) {
             let loss = model.loss(model.forward(images.clone()), std::slice::from_ref(t));

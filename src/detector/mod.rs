@@ -97,6 +97,22 @@ pub(crate) fn invalid_loss_setting<const N: usize>(
         .find(|(_, v)| !v.is_finite() || *v < 0.0)
 }
 
+/// A per-location, per-class loss `[batch, locations, classes]` with the
+/// classes each target leaves alone (`TrainingTarget::trained_classes`) set
+/// to zero; unchanged when every target trains every class.
+pub(crate) fn on_trained_classes(loss: Tensor<3>, targets: &[TrainingTarget]) -> Tensor<3> {
+    if targets.iter().all(|t| t.trained_classes.is_none()) {
+        return loss;
+    }
+    let [batch, _, classes] = loss.dims();
+    let weights: Vec<f32> = targets
+        .iter()
+        .flat_map(|t| t.class_weights(classes))
+        .collect();
+    let device = loss.device();
+    loss * Tensor::<3>::from_data(TensorData::new(weights, [batch, 1, classes]), &device)
+}
+
 impl DetectorSpec {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
@@ -229,6 +245,67 @@ pub fn to_input_pixels(bbox: &BBox, spec: &DetectorSpec, width: usize, height: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::LabeledBox;
+
+    /// The classification loss of a target that trains only some classes,
+    /// plus that of the same target training the others, is the loss of the
+    /// target training every class; training none leaves no classification
+    /// loss; the box loss never changes.
+    fn classification_splits_over_trained_classes<D: Detector>(model: &D) {
+        let device = Device::flex();
+        let images =
+            Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+        let object = LabeledBox {
+            bbox: BBox::new(8.0, 8.0, 40.0, 40.0),
+            class: 0,
+        };
+        let every = TrainingTarget::from_ground_truth(&[object]);
+        let only = |classes: Vec<usize>| TrainingTarget {
+            trained_classes: Some(classes),
+            ..every.clone()
+        };
+        let value = |target: TrainingTarget| -> (f32, f32) {
+            let loss = model.loss(model.forward(images.clone()), &[target]);
+            (
+                loss.classification.into_scalar(),
+                loss.regression.into_scalar(),
+            )
+        };
+        let (all, regression) = value(every.clone());
+        let (first, first_regression) = value(only(vec![0]));
+        let (second, second_regression) = value(only(vec![1]));
+        let (none, _) = value(only(Vec::new()));
+        assert!(first > 0.0 && second > 0.0, "{first} {second}");
+        assert!(
+            (first + second - all).abs() <= 1e-4 * all,
+            "{first} + {second} != {all}"
+        );
+        assert_eq!(none, 0.0);
+        assert!(regression > 0.0);
+        assert_eq!(
+            (first_regression, second_regression),
+            (regression, regression)
+        );
+    }
+
+    #[test]
+    fn only_the_trained_classes_have_a_classification_loss() {
+        let device = Device::flex();
+        let classes = vec!["a".to_string(), "b".to_string()];
+        classification_splits_over_trained_classes(
+            &fcos::FcosConfig::new(classes.clone())
+                .with_input_size(64)
+                .with_width(4)
+                .init(&device),
+        );
+        classification_splits_over_trained_classes(
+            &nanodet::NanoDetConfig {
+                class_names: classes,
+                ..nanodet::NanoDetConfig::coco().with_input_size(64)
+            }
+            .init(&device),
+        );
+    }
 
     #[test]
     fn candidates_keep_every_class_above_the_floor_best_first() {

@@ -22,7 +22,9 @@ use thiserror::Error;
 
 use super::assign::{Location, assign_atss, grid_locations};
 use super::loss::{box_iou, distribution_focal_loss, giou_loss, quality_focal_loss};
-use super::{ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing};
+use super::{
+    ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing, on_trained_classes,
+};
 use crate::mixing::param_ids;
 use crate::tfjs::Convolution;
 use crate::verdict::TrainingTarget;
@@ -797,11 +799,13 @@ impl Detector for NanoDet {
         let (boxes, _) = self.decode_boxes(distribution.clone());
         let quality = box_iou(boxes.clone().detach(), t.boxes.clone()) * t.positive.clone();
         let giou = giou_loss(boxes, t.boxes);
-        let classification =
-            quality_focal_loss(logits.clone(), t.classes * quality, self.config.qfl_beta)
-                .sum()
-                .div_scalar(t.num_positives.max(1) as f32)
-                .mul_scalar(self.config.qfl_weight);
+        let classification = on_trained_classes(
+            quality_focal_loss(logits.clone(), t.classes * quality, self.config.qfl_beta),
+            targets,
+        )
+        .sum()
+        .div_scalar(t.num_positives.max(1) as f32)
+        .mul_scalar(self.config.qfl_weight);
         let weight = sigmoid(logits).detach().max_dim(2) * t.positive;
         let weight_sum = weight.clone().sum().clamp_min(1e-6);
         let giou = (giou * weight.clone()).sum() / weight_sum.clone();
@@ -949,6 +953,7 @@ mod tests {
         let rejected = TrainingTarget {
             positives: vec![object],
             negatives: vec![object.bbox],
+            trained_classes: None,
         };
         let value = |t: &TrainingTarget| -> (f32, f32) {
             let loss = model.loss(model.forward(images.clone()), std::slice::from_ref(t));

@@ -412,6 +412,7 @@ mod tests {
                         },
                     ],
                     drawn: vec![drawn],
+                    reviewed_classes: None,
                 },
             ),
             (
@@ -422,6 +423,7 @@ mod tests {
                         judgement: Some(Judgement::Rejected),
                     }],
                     drawn: Vec::new(),
+                    reviewed_classes: None,
                 },
             ),
         ]);
@@ -471,6 +473,7 @@ mod tests {
                     bbox: BBox::new(0.0, 0.0, 5.0, 5.0),
                     class: 3,
                 }],
+                reviewed_classes: None,
             },
         )]);
         let err = labels_from_verdicts(&names, &[size("q.png")], &foreign).unwrap_err();
