@@ -18,6 +18,7 @@ pub mod mixing;
 pub mod predict;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
+pub mod project_file;
 pub mod sample;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod scenes;

@@ -30,6 +30,7 @@ use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, candidates};
+use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
 use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient, update_history_with};
@@ -89,6 +90,22 @@ pub fn install_panic_hook() {
 #[wasm_bindgen(js_name = panicForTest)]
 pub fn panic_for_test() {
     panic!("panic requested by a test");
+}
+
+/// The length of the manifest a project file's first bytes (`head`)
+/// announce, for a file of `file_len` bytes; an error is a sentence to put
+/// after the file's name.
+#[wasm_bindgen(js_name = projectManifestLength)]
+pub fn project_manifest_length(head: &[u8], file_len: f64) -> Result<usize, JsError> {
+    manifest_length(head, file_len as u64).map_err(error)
+}
+
+/// A project file's manifest (`json`, the bytes after its header), checked
+/// against a file of `file_len` bytes (see [`crate::project_file`]); an error
+/// is a sentence to put after the file's name.
+#[wasm_bindgen(js_name = checkProjectManifest)]
+pub fn check_project_manifest(json: &[u8], file_len: f64) -> Result<JsValue, JsError> {
+    to_js(&check_manifest(json, file_len as u64).map_err(error)?)
 }
 
 fn error(message: impl std::fmt::Display) -> JsError {

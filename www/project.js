@@ -21,6 +21,8 @@ export const FORMAT = 'veritune-project';
 export const FORMAT_VERSION = 1;
 export const FILE_EXTENSION = '.veritune';
 const MAGIC = 'VERITUNE-PROJECT';
+/** Bytes before the manifest: the magic and the manifest's length. */
+const HEADER_LEN = MAGIC.length + 4;
 const DB_NAME = 'veritune';
 const DB_VERSION = 1;
 const LOCK_PREFIX = 'veritune-project:';
@@ -363,6 +365,7 @@ export class Store {
       project: {
         name: project.name,
         createdAt: project.createdAt,
+        model: project.model ?? null,
         baseModelHash: project.baseModelHash,
         classNames: project.classNames,
         settings: project.settings,
@@ -378,7 +381,7 @@ export class Store {
       runs: runs.map(({ projectId, ...rest }) => rest),
     };
     const json = new TextEncoder().encode(JSON.stringify(manifest));
-    const head = new Uint8Array(MAGIC.length + 4);
+    const head = new Uint8Array(HEADER_LEN);
     head.set(new TextEncoder().encode(MAGIC), 0);
     new DataView(head.buffer).setUint32(MAGIC.length, json.length, true);
     return new Blob([head, json, ...parts], { type: 'application/octet-stream' });
@@ -387,39 +390,18 @@ export class Store {
   /** Reads a project file's manifest; throws a sentence for anything else. */
   static async readManifest(file) {
     const name = file.name ? `“${file.name}”` : 'The file';
-    const fail = (why) => {
-      throw new Error(`${name} is not a veritune project file: ${why}`);
-    };
-    if (file.size < MAGIC.length + 4) fail('it is too short');
-    const head = new Uint8Array(await file.slice(0, MAGIC.length + 4).arrayBuffer());
-    if (new TextDecoder().decode(head.subarray(0, MAGIC.length)) !== MAGIC) fail('it does not start with VERITUNE-PROJECT');
-    const length = new DataView(head.buffer).getUint32(MAGIC.length, true);
-    const start = MAGIC.length + 4;
-    if (start + length > file.size) fail('it is cut short (the manifest is incomplete)');
-    let manifest;
-    try {
-      manifest = JSON.parse(new TextDecoder().decode(await file.slice(start, start + length).arrayBuffer()));
-    } catch (e) {
-      fail(`its manifest is not valid JSON (${reason(e)})`);
-    }
-    if (!manifest || manifest.format !== FORMAT) fail('its manifest is not a veritune project');
-    const version = Number(manifest.version);
-    if (!Number.isInteger(version) || version < 1) fail('its manifest has no valid version');
-    if (version > FORMAT_VERSION) {
-      throw new Error(
-        `${name} was saved by a newer veritune (project format ${version}); this page reads format ${FORMAT_VERSION} and older, so it cannot open it: use a newer veritune page`,
-      );
-    }
-    const area = start + length;
-    const check = (at, what) => {
-      if (!at || !Number.isInteger(at.offset) || !Number.isInteger(at.length) || at.offset < 0 || at.length < 0 || area + at.offset + at.length > file.size) {
-        fail(`${what} lies outside the file (it may be cut short)`);
+    // The checks are the wasm module's (src/project_file.rs, fuzzed); app.js has loaded it.
+    const wasm = await import('./pkg/veritune.js');
+    const read = async (check, from, to) => {
+      try {
+        return check(new Uint8Array(await file.slice(from, to).arrayBuffer()), file.size);
+      } catch (e) {
+        throw new Error(`${name} ${reason(e)}`);
       }
     };
-    if (!manifest.project || !Array.isArray(manifest.images) || !Array.isArray(manifest.runs || [])) fail('its manifest lacks the project, images or runs');
-    manifest.images.forEach((im, k) => check(im.blob, `image ${k + 1}`));
-    if (manifest.weights) check(manifest.weights, 'the weights');
-    return { manifest, area };
+    const length = await read(wasm.projectManifestLength, 0, HEADER_LEN);
+    const manifest = await read(wasm.checkProjectManifest, HEADER_LEN, HEADER_LEN + length);
+    return { manifest, area: HEADER_LEN + length };
   }
 
   /** Imports a project file as a new project; returns its record. */
@@ -433,6 +415,7 @@ export class Store {
     const record = await this.create({
       name,
       createdAt: p.createdAt || new Date().toISOString(),
+      model: typeof p.model === 'string' ? p.model : null,
       baseModelHash: String(p.baseModelHash || ''),
       classNames: Array.isArray(p.classNames) ? p.classNames : [],
       settings: p.settings && typeof p.settings === 'object' ? p.settings : {},

@@ -13,6 +13,8 @@ pub mod image;
 /// The weights preflight check (`veritune::weights::preflight`).
 #[path = "../../src/weights/preflight.rs"]
 pub mod preflight;
+#[path = "../../src/project_file.rs"]
+pub mod project_file;
 #[path = "../../src/tfjs.rs"]
 pub mod tfjs;
 #[path = "../../src/verdict.rs"]
