@@ -19,8 +19,8 @@ use veritune::benchmark::speed::{
 };
 use veritune::dataset::{
     AnnotatedImage, ImageFile, file_scale, image_sizes, read_annotated_set, read_coco_file,
-    read_image_file, read_verdicts, read_voc_folder, read_yolo_folder, write_atomically,
-    write_labels,
+    read_image, read_image_file, read_verdicts, read_voc_folder, read_yolo_folder,
+    write_atomically, write_labels,
 };
 use veritune::detector::fcos::FcosConfig;
 use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
@@ -186,6 +186,11 @@ enum Command {
         /// History samples from the general scenario.
         #[arg(long, default_value_t = 32)]
         history: usize,
+        /// NanoDet's weights: also write the page's sample photographs and,
+        /// for NanoDet's history library, photographs labelled with its own
+        /// confident predictions.
+        #[arg(long)]
+        nanodet: Option<PathBuf>,
     },
     /// Convert labels between COCO, YOLO and Pascal VOC, or export the labels verdicts give.
     Labels {
@@ -504,7 +509,14 @@ fn run(cli: Cli) -> CliResult {
             root,
             transfer,
             history,
-        } => write_samples(&root, transfer, history),
+            nanodet,
+        } => {
+            write_samples(&root, transfer, history)?;
+            match nanodet {
+                Some(weights) => write_photo_samples(&root, &weights),
+                None => Ok(()),
+            }
+        }
         Command::Labels {
             which:
                 Labels::Convert {
@@ -1458,7 +1470,8 @@ struct HistoryEntry {
     boxes: Vec<LabeledBox>,
 }
 
-fn write_png(path: &Path, image: &Image) -> CliResult {
+/// Writes an image in the format its file name's extension says (PNG, JPEG).
+fn write_image(path: &Path, image: &Image) -> CliResult {
     let bytes: Vec<u8> = image
         .pixels()
         .iter()
@@ -1472,6 +1485,124 @@ fn write_png(path: &Path, image: &Image) -> CliResult {
         ::image::ExtendedColorType::Rgb8,
     )
     .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The photographs (in `data/photos/`) the page opens as the user's images
+/// when NanoDet is its model: everyday objects NanoDet finds, misses or
+/// mistakes.
+const SAMPLE_PHOTOS: [&str; 9] = [
+    "dog.jpg",
+    "horses.jpg",
+    "person.jpg",
+    "giraffe.jpg",
+    "kite.jpg",
+    "eagle.jpg",
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+];
+
+/// The photographs of NanoDet's history library, none of them a sample photo.
+const HISTORY_PHOTOS: [&str; 16] = [
+    "camera.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "scream.jpg",
+    "rocket.jpg",
+    "clock_motion.png",
+    "coins.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "moon.png",
+    "ihc.png",
+    "page.png",
+    "text.png",
+];
+
+/// The score at which NanoDet's own predictions become the history photos'
+/// boxes (the page's default display threshold).
+const PSEUDO_LABEL_SCORE: f32 = 0.5;
+
+/// What the page says about NanoDet's history library (`about` in its index).
+#[derive(Serialize)]
+struct PhotoHistoryIndex {
+    about: String,
+    samples: Vec<HistoryEntry>,
+}
+
+/// Writes `samples/photos/` (the sample photographs) and
+/// `samples/photo-history/` (the history photographs with NanoDet's own
+/// predictions at or above [`PSEUDO_LABEL_SCORE`] as their boxes: no package
+/// holds photographs with human-drawn COCO boxes).
+fn write_photo_samples(root: &Path, weights: &Path) -> CliResult {
+    let photos = data_dir().join("photos");
+    let folders = [
+        root.join("samples/photos"),
+        root.join("samples/photo-history"),
+    ];
+    for folder in &folders {
+        create_dir(folder)?;
+    }
+    for name in SAMPLE_PHOTOS {
+        copy_photo(&photos.join(name), &folders[0].join(name))?;
+    }
+    write_json(&SAMPLE_PHOTOS, Some(&folders[0].join("index.json")))?;
+    let decoded = HISTORY_PHOTOS
+        .iter()
+        .map(|name| copy_photo(&photos.join(name), &folders[1].join(name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&Image> = decoded.iter().collect();
+    let samples = with_detector!(load_model(weights, &Device::flex())?, model => {
+        all_candidates(&model, &refs)
+    })?
+    .iter()
+    .zip(HISTORY_PHOTOS)
+    .map(|(candidates, file)| HistoryEntry {
+        file: file.to_string(),
+        boxes: shown_detections(candidates, PSEUDO_LABEL_SCORE, NMS_IOU)
+            .iter()
+            .map(Detection::labeled)
+            .collect(),
+    })
+    .collect();
+    let index = PhotoHistoryIndex {
+        about: format!(
+            "photographs from scikit-image and Debian's darknet package; their boxes are NanoDet's own predictions at score {PSEUDO_LABEL_SCORE} or more (pseudo-labels: no package holds photographs with human-drawn boxes of the COCO classes), so they keep what NanoDet already does rather than teach it anything"
+        ),
+        samples,
+    };
+    write_json(&index, Some(&folders[1].join("index.json")))?;
+    eprintln!(
+        "veritune: {} sample photographs and {} history photographs written under {}",
+        SAMPLE_PHOTOS.len(),
+        HISTORY_PHOTOS.len(),
+        root.display()
+    );
+    Ok(())
+}
+
+/// The longest side of an image the page labels without scaling it down
+/// (`MAX_SIDE` in www/app.js).
+const PAGE_MAX_SIDE: usize = 1024;
+
+/// Copies a photograph, or writes it scaled down to [`PAGE_MAX_SIDE`] when
+/// it is larger, so that the page never has to; returns the image as written.
+fn copy_photo(from: &Path, to: &Path) -> Result<Image, String> {
+    let image = read_image(from).map_err(|e| e.to_string())?;
+    let (w, h) = (image.width(), image.height());
+    let longest = w.max(h);
+    if longest <= PAGE_MAX_SIDE {
+        std::fs::copy(from, to)
+            .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+        return Ok(image);
+    }
+    let scaled = |side: usize| (side * PAGE_MAX_SIDE).div_ceil(longest).max(1);
+    let image = image.resized(scaled(w), scaled(h));
+    write_image(to, &image)?;
+    Ok(image)
 }
 
 fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
@@ -1488,7 +1619,7 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     let mut names = Vec::new();
     for (i, scene) in transfer_scenes.iter().enumerate() {
         let name = format!("transfer-{i:02}.png");
-        write_png(&folders[0].join(&name), &scene.image)?;
+        write_image(&folders[0].join(&name), &scene.image)?;
         names.push(name);
     }
     write_json(&names, Some(&folders[0].join("index.json")))?;
@@ -1498,7 +1629,7 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     let mut entries = Vec::new();
     for (i, scene) in history_scenes.iter().enumerate() {
         let file = format!("general-{i:02}.png");
-        write_png(&folders[1].join(&file), &scene.image)?;
+        write_image(&folders[1].join(&file), &scene.image)?;
         entries.push(HistoryEntry {
             file,
             boxes: scene.boxes(),

@@ -3,7 +3,8 @@
 //
 // URL flags: ?backend=cpu asks the session for the CPU backend;
 // ?project=new|last|<id> opens that project without asking (the flag is then
-// removed from the address, so a reload asks again).
+// removed from the address, so a reload asks again); ?model=<id> (an id of
+// models.json) is the model of a new project.
 
 import { shownIndices, countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
@@ -13,10 +14,13 @@ import { openStore, Store, OpenProject, imageRecord, verdictsOfRecord, isQuotaEr
 import { showProjects } from './projects-dialog.js';
 import { UndoStack, snapshot, restore } from './undo.js';
 import { renderShortcuts } from './shortcuts.js';
+import { CATALOG_URL, EARLIER_MODEL, checkCatalog, pickModel } from './models.js';
+import { TargetClassPicker } from './target-classes.js';
 
 const params = new URLSearchParams(location.search);
 const PREFER_WEBGPU = params.get('backend') !== 'cpu';
-const ASSETS = { pkg: './pkg/veritune.js', model: 'assets/model.bpk', transfer: 'samples/transfer/', history: 'samples/history/' };
+/** The wasm module, and the chosen model's files (set at start from models.json). */
+const ASSETS = { pkg: './pkg/veritune.js', model: '', transfer: '', history: '' };
 
 /** The longer side of the working image; boxes are in its pixels. */
 const MAX_SIDE = 1024;
@@ -73,6 +77,10 @@ const ui = {
   threshold: $('threshold'),
   thresholdValue: $('threshold-value'),
   drawClass: $('draw-class'),
+  modelChoice: $('model-choice'),
+  modelAbout: $('model-about'),
+  historyAbout: $('history-about'),
+  targetClasses: $('target-classes'),
   canvas: $('image-canvas'),
   canvasWrap: $('canvas-wrap'),
   overlay: $('canvas-overlay'),
@@ -126,6 +134,12 @@ let gpuLost = '';
 /** What the session said about itself at start (read once: no calls while it is busy). */
 let facts = { backend: '', notice: '', baseModelHash: '', inputSize: 0 };
 let classNames = [];
+/** The classes the user reviews (sorted indices), or null for every class. */
+let targetClasses = null;
+/** The model the page runs (an entry of models.json). */
+let model = null;
+/** What the history samples are, as their index says (shown beside the model). */
+let historyAbout = '';
 let threshold = Number(ui.threshold.value);
 let mode = 'edit'; // 'edit' | 'draw'
 let view = 'review'; // 'review' | 'now'
@@ -333,16 +347,22 @@ function className(c) {
   return classNames[c] ?? `class ${c}`;
 }
 
+function isTarget(c) {
+  return targetClasses === null || targetClasses.includes(c);
+}
+
 function shownOf(entry, candidates = entry.base && entry.base.candidates) {
-  return candidates ? shownIndices(candidates, threshold) : [];
+  return candidates ? shownIndices(candidates, threshold).filter((i) => isTarget(candidates[i].class)) : [];
 }
 
 function verdictsOf(entry) {
   const idx = shownOf(entry);
-  return {
+  const verdicts = {
     shown: idx.map((i) => ({ detection: entry.base.candidates[i], judgement: entry.judgements.get(i) ?? null })),
     drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
   };
+  if (targetClasses !== null) verdicts.reviewed_classes = [...targetClasses];
+  return verdicts;
 }
 
 function isReviewed(entry) {
@@ -681,6 +701,7 @@ function settings() {
     learningRate: ui.learningRate.value,
     updateHistory: ui.updateHistory.checked,
     drawClass: ui.drawClass.value,
+    targetClasses: targetClasses && targetClasses.map((c) => classNames[c]),
     weightsFormat: ui.weightsFormat.value,
     labelFormat: ui.labelFormat.value,
   };
@@ -1448,6 +1469,7 @@ function setLocked(value) {
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
   ui.updateHistory.disabled = value;
+  ui.modelChoice.disabled = value;
   ui.exportProject.disabled = value || !session;
   ui.weightsInput.disabled = value || !session;
   ui.exportLabels.disabled = value || !session;
@@ -1557,7 +1579,7 @@ async function train() {
     ui.trainStatus.textContent = `Starting ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}…`;
     let skipped = 0;
     let stepStart = t0;
-    const onStep = (record, done, total) => {
+    const onStep = (record, done, total, weights) => {
       const now = performance.now();
       // Milliseconds of this step as the page saw it (the first includes compiling kernels).
       if (record) record.ms = Math.round(now - stepStart);
@@ -1574,6 +1596,7 @@ async function train() {
       ui.trainStatus.textContent =
         `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left` +
         (skipped ? ` · ${skipped} skipped` : '');
+      if (weights) checkpoint(run, weights, total);
       const mix = (record && record.mix) || {};
       charts.loss.push(record.transfer_loss, record.history_loss);
       charts.similarity.push(mix.similarity);
@@ -1581,7 +1604,8 @@ async function train() {
     };
     let result;
     try {
-      result = await withSession((s) => s.train(options, onStep));
+      // With a project, every completed step is saved (a closed tab resumes from it).
+      result = await withSession((s) => s.train({ ...options, checkpoint: Boolean(project) }, onStep));
     } catch (e) {
       if (!(run.backend === 'webgpu' && (await deviceLostWithin(1000)))) showError('Training failed', e);
       ui.trainStatus.textContent = `Training failed after ${run.records.length} step${run.records.length === 1 ? '' : 's'}.`;
@@ -1596,11 +1620,15 @@ async function train() {
     }
     if (!run.records.length || crashMessage) return;
     if (run.backend === 'webgpu' && (gpuLost || (!result && (await deviceLostWithin(1000))))) {
-      ui.trainStatus.textContent = 'Stopped: the GPU was lost. Nothing of this run was kept; the weights are those of the last finished run.';
+      if (run.checkpointed) runs.push(run);
+      ui.trainStatus.textContent = run.checkpointed
+        ? `Stopped: the GPU was lost. The weights after step ${run.checkpointed} (the last completed step) are kept.`
+        : 'Stopped: the GPU was lost. Nothing of this run was kept; the weights are those of the last finished run.';
       return;
     }
     runs.push(run);
-    weightsVersion += 1;
+    if (!run.checkpointed) weightsVersion += 1;
+    run.interrupted = false;
     await saveTraining(run);
     if (result && !run.cancelled && ui.updateHistory.checked) await updateHistory(run);
     // The weights changed: predict every image again and show what changed.
@@ -1624,6 +1652,30 @@ async function train() {
     ui.cancelTrain.disabled = true;
     idleStatus();
   }
+}
+
+/**
+ * After each completed step of a run (`bytes`: the weights then): they become
+ * the weights a lost GPU goes on from, and the project saves them with the
+ * run's records so far, marked interrupted until the run ends, so a closed
+ * tab resumes from the last completed step. A `veritune:checkpoint` event
+ * on the document (detail: `{step}`) says when a step is saved.
+ */
+function checkpoint(run, bytes, total) {
+  currentWeights = bytes;
+  if (!project) return;
+  if (!run.checkpointed) weightsVersion += 1;
+  run.checkpointed = run.records.length;
+  run.interrupted = true;
+  run.totalSteps = total;
+  project.record.weightsVersion = weightsVersion;
+  project.saveWeights(bytes);
+  project.saveRun({ ...run, records: [...run.records] });
+  persist();
+  const step = run.checkpointed;
+  project.flush().then((ok) => {
+    if (ok) document.dispatchEvent(new CustomEvent('veritune:checkpoint', { detail: { step } }));
+  });
 }
 
 /** Keeps the weights after a run (the session's current weights) and saves them and the run's records in the project. */
@@ -1752,7 +1804,10 @@ async function exportAll() {
       version: 1,
       created: new Date().toISOString(),
       weights: { file, format, bytes: bytes.length },
+      model: model.id,
       baseModelHash: facts.baseModelHash,
+      historyLibrary: historyAbout || null,
+      targetClasses: targetClasses && targetClasses.map((c) => classNames[c]),
       backend: facts.backend,
       backendNotice: facts.notice,
       classNames,
@@ -2078,7 +2133,10 @@ async function restoreProject(weightsLoaded) {
       charts.similarity.push(mix.similarity);
       charts.weights.push(mix.a_t, mix.a_h);
     }
-    ui.trainStatus.textContent = `Run ${last.index} (saved): ${last.cancelled ? 'cancelled after ' : ''}${(last.records || []).length} steps with the ${last.rule} rule.`;
+    const steps = (last.records || []).length;
+    ui.trainStatus.textContent = last.interrupted
+      ? `Run ${last.index} stopped after step ${steps} of ${last.totalSteps ?? '?'} (the page was closed or lost its GPU); the weights after that step are kept.`
+      : `Run ${last.index} (saved): ${last.cancelled ? 'cancelled after ' : ''}${steps} steps with the ${last.rule} rule.`;
     if (last.after) showChanges(last, false);
   }
   const at = images.findIndex((e) => e.id === project.record.current);
@@ -2086,6 +2144,67 @@ async function restoreProject(weightsLoaded) {
   select(at >= 0 ? at : 0);
   // The reviewed images go back into the session (the counters follow).
   for (const e of images) if (isReviewed(e)) scheduleSync(e);
+}
+
+const classPicker = new TargetClassPicker(
+  { list: $('class-list'), filter: $('class-filter'), all: $('classes-all'), none: $('classes-none'), summary: $('target-summary') },
+  (chosen) => {
+    setTargetClasses(chosen);
+    for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
+    persist();
+    refreshStats();
+  },
+);
+
+/** Shows (and trains) only the classes `chosen` (indices; null: every class). */
+function setTargetClasses(chosen) {
+  targetClasses = chosen === null ? null : [...new Set(chosen)].sort((a, b) => a - b);
+  classPicker.set(targetClasses, false);
+  const keep = ui.drawClass.value;
+  ui.drawClass.replaceChildren(
+    ...classNames
+      .map((n, c) => [n, c])
+      .filter(([, c]) => isTarget(c))
+      .map(([n, c]) => {
+        const o = document.createElement('option');
+        o.value = String(c);
+        o.textContent = n;
+        return o;
+      }),
+  );
+  if ([...ui.drawClass.options].some((o) => o.value === keep)) ui.drawClass.value = keep;
+  const entry = images[current];
+  if (selection && selection.kind === 'shown' && entry && !shownOf(entry).includes(selection.index)) selection = null;
+  updateAllThumbs();
+  renderAll();
+}
+
+/** Another model: a new project with it (the current one stays in Projects); the page reloads. */
+async function switchModel(id) {
+  if (project) await project.flush();
+  if (store) sessionStorage.setItem(OPEN_KEY, 'new');
+  const url = new URL(location.href);
+  url.searchParams.set('model', id);
+  location.assign(url);
+}
+
+/** Reads models.json and picks the model of this session (see `pickModel`); fills the model panel. */
+async function chooseModel(chosen) {
+  const catalog = checkCatalog(await fetchJson(CATALOG_URL, 'the list of models'));
+  const recorded = chosen && !chosen.isNew ? chosen.record.model || EARLIER_MODEL : null;
+  model = pickModel(catalog, { recorded, requested: params.get('model') });
+  Object.assign(ASSETS, { model: model.weights, transfer: model.samples, history: model.history });
+  ui.modelChoice.replaceChildren(
+    ...catalog.models.map((m) => {
+      const o = document.createElement('option');
+      o.value = m.id;
+      o.textContent = m.name;
+      return o;
+    }),
+  );
+  ui.modelChoice.value = model.id;
+  ui.modelAbout.textContent = model.about || '';
+  document.body.dataset.modelId = model.id;
 }
 
 /** Puts saved settings back on the controls before the images come back. */
@@ -2103,6 +2222,9 @@ function applySettings(saved = {}) {
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
   if (typeof saved.updateHistory === 'boolean') ui.updateHistory.checked = saved.updateHistory;
+  if (Array.isArray(saved.targetClasses)) {
+    setTargetClasses(saved.targetClasses.map((n) => classNames.indexOf(String(n))).filter((c) => c >= 0));
+  }
   if (saved.drawClass !== undefined && Number(saved.drawClass) < classNames.length) ui.drawClass.value = String(saved.drawClass);
   for (const [el, v] of [
     [ui.weightsFormat, saved.weightsFormat],
@@ -2184,8 +2306,12 @@ const historyId = (file) => `history:${file}`;
  * name, in library order), else with the sample history.
  */
 async function loadHistory() {
-  const list = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
-  if (!Array.isArray(list)) throw new Error('The list of history samples is not an array');
+  const index = await fetchJson(`${ASSETS.history}index.json`, 'the list of history samples');
+  // Either an array of samples or {about, samples}: `about` says where their boxes come from.
+  const list = Array.isArray(index) ? index : index && index.samples;
+  if (!Array.isArray(list)) throw new Error('The list of history samples is neither an array nor {about, samples}');
+  historyAbout = index.about ? String(index.about) : '';
+  ui.historyAbout.textContent = historyAbout ? `History library: ${historyAbout}.` : '';
   const byId = new Map(list.map((item) => [historyId(String(item && item.file)), item]));
   const saved = project && Array.isArray(project.record.history) ? project.record.history.map(String) : null;
   const ids = saved || [...byId.keys()];
@@ -2233,14 +2359,14 @@ function startHistoryLoad() {
 
 /**
  * The GPU device was lost (a driver reset, an unplugged GPU): a CPU session
- * takes over from the last finished run's weights, with every verdict and the
+ * takes over from the weights after the last completed step, with every verdict and the
  * history samples; the images are predicted again on the CPU.
  */
 async function switchToCpu(info) {
   if (gpuLost || crashMessage || facts.backend !== 'webgpu' || !wasm) return;
   const why = String(info.message || info.reason || 'no reason given').replace(/[.\s]+$/, '');
   gpuLost = `the GPU device was lost (${why})`;
-  showError(`The GPU device was lost (${why}): veritune goes on on the CPU from the weights of the last finished training run; a run in progress is not kept`);
+  showError(`The GPU device was lost (${why}): veritune goes on on the CPU from the weights after the last completed training step`);
   let next;
   try {
     next = await wasm.Session.create(currentWeights, false);
@@ -2399,6 +2525,7 @@ function wireUi() {
     updateAllThumbs();
     renderAll();
   });
+  ui.modelChoice.addEventListener('change', () => switchModel(ui.modelChoice.value));
   ui.threshold.addEventListener('change', () => {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
@@ -2544,12 +2671,13 @@ function judgeByKey(entry, kind) {
   selectBox(entry, next || sel);
 }
 
-/** The class a number key means: the class of that name, else the n-th class (0 = the 10th). */
+/** The class a number key means: the class of that name, else the n-th target class (0 = the 10th). */
 function classForKey(key) {
   const byName = classNames.indexOf(key);
   if (byName >= 0) return byName;
   const n = key === '0' ? 10 : Number(key);
-  return n >= 1 && n <= classNames.length ? n - 1 : -1;
+  const options = [...ui.drawClass.options];
+  return n >= 1 && n <= options.length ? Number(options[n - 1].value) : -1;
 }
 
 function setClassByKey(entry, key) {
@@ -2773,8 +2901,9 @@ async function start() {
       throw new Error(`The detector's WebAssembly module (${ASSETS.pkg}) could not be loaded: ${messageOf(e)}`);
     }
     const chosen = await chooseProject();
+    await chooseModel(chosen);
     if (chosen) {
-      project = new OpenProject(store, chosen.record, onSaveState);
+      project = new OpenProject(store, { ...chosen.record, model: model.id }, onSaveState);
       project.saveProject();
     }
     showProjectName();
@@ -2821,14 +2950,8 @@ async function start() {
     document.body.dataset.model = fromProject ? 'project' : 'default';
     showBackend();
     classNames = Array.from(session.classNames(), String);
-    ui.drawClass.replaceChildren(
-      ...classNames.map((n, c) => {
-        const o = document.createElement('option');
-        o.value = String(c);
-        o.textContent = n;
-        return o;
-      }),
-    );
+    classPicker.setClasses(classNames, null);
+    setTargetClasses(null);
     const resumed = chosen && !chosen.isNew && (chosen.record.summary?.images || 0) > 0;
     if (project) {
       const saved = project.record.classNames || [];
@@ -2912,6 +3035,10 @@ window.veritunePage = Object.freeze({
   /** The names of the session's history members, in library order. */
   historyIds() {
     return withSession((s) => s.historyIds());
+  },
+  /** Where a box in working-image pixels is on screen (CSS pixels relative to the canvas). */
+  imageToScreen(bbox) {
+    return toScreen(bbox);
   },
   boxesOnScreen() {
     const entry = images[current];

@@ -126,9 +126,16 @@ export async function launchBrowser({ webgpu = true } = {}) {
 }
 
 /** The page's URL with the test's query. */
+/**
+ * The page's address with `query` as its flags. The tests run the small digits
+ * model (`model: 'digits'`) unless they name another, or pass `model: null`
+ * for the page's default (NanoDet).
+ */
 export function appUrl(base, query = {}) {
   const u = new URL(base);
-  for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
+  for (const [k, v] of Object.entries({ model: 'digits', ...query })) {
+    if (v !== null && v !== undefined) u.searchParams.set(k, v);
+  }
   return u.toString();
 }
 
@@ -192,7 +199,11 @@ export async function waitForReady(page) {
 
 /** Waits until every sample image is open and predicted and the history library is filled. */
 export async function waitForSamplesAndHistory(page) {
-  const samples = await page.evaluate(async () => (await (await fetch('samples/transfer/index.json')).json()).length);
+  const samples = await page.evaluate(async () => {
+    const catalog = await (await fetch('models.json')).json();
+    const model = catalog.models.find((m) => m.id === document.body.dataset.modelId);
+    return (await (await fetch(`${model.samples}index.json`)).json()).length;
+  });
   await page.waitForFunction(
     (n) =>
       document.querySelectorAll('#thumbs .thumb').length >= n && document.body.dataset.history === 'ready' && !document.body.dataset.predicting,

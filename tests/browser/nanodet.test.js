@@ -1,0 +1,159 @@
+// Browser test of the page's default model, NanoDet-g (80 COCO classes): it
+// opens on photographs, the user narrows the boxes to the classes they care
+// about, gives verdicts, fine-tunes and exports; the small digits model stays
+// one choice away. On the CPU backend (NanoDet on the software WebGPU adapter
+// takes minutes per step).
+//   node --test tests/browser/nanodet.test.js
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  DOWNLOADS,
+  ROOT,
+  TRAIN_MS,
+  WAIT_MS,
+  appUrl,
+  cliPredict,
+  counters,
+  downloadsOf,
+  join,
+  launchBrowser,
+  mkdirSync,
+  pageErrors,
+  screenshot,
+  startServer,
+  trainAndWait,
+  waitForReady,
+  waitForSamplesAndHistory,
+} from './helpers.js';
+
+/** Drags a box over `bbox` (working-image pixels of the current image) in draw mode. */
+async function drawBox(page, bbox) {
+  const canvas = await page.locator('#image-canvas').boundingBox();
+  const s = await page.evaluate((b) => window.veritunePage.imageToScreen(b), bbox);
+  await page.locator('input[name="mode"][value="draw"]').check();
+  await page.mouse.move(canvas.x + s.x, canvas.y + s.y);
+  await page.mouse.down();
+  for (let k = 1; k <= 8; k++) await page.mouse.move(canvas.x + s.x + (s.w * k) / 8, canvas.y + s.y + (s.h * k) / 8);
+  await page.mouse.up();
+  await page.locator('input[name="mode"][value="edit"]').check();
+}
+
+async function openImage(page, name) {
+  await page.locator('#thumbs .thumb', { hasText: name }).first().click();
+  await page.waitForFunction((n) => document.getElementById('image-name').textContent.includes(n), name);
+  await page.waitForFunction(() => document.getElementById('image-canvas').dataset.predicted === 'true');
+}
+
+describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () => {
+  let server;
+  let browser;
+  let page;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser({ webgpu: false });
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('opens on photos; target classes narrow the boxes; verdicts fine-tune it and the weights export', { timeout: 3 * WAIT_MS + TRAIN_MS }, async () => {
+    await page.goto(appUrl(server.url, { backend: 'cpu', model: null }));
+    await waitForReady(page);
+    assert.equal(await page.evaluate(() => document.body.dataset.modelId), 'nanodet-416');
+    await waitForSamplesAndHistory(page);
+    const photos = JSON.parse(readFileSync(join(ROOT, 'www/samples/photos/index.json'), 'utf8'));
+    assert.equal(await page.locator('#thumbs .thumb').count(), photos.length);
+    const history = JSON.parse(readFileSync(join(ROOT, 'www/samples/photo-history/index.json'), 'utf8'));
+    assert.equal((await counters(page)).history, history.samples.length);
+    assert.match(await page.locator('#history-about').innerText(), /NanoDet's own predictions.*pseudo-labels/);
+    const names = await page.$$eval('#class-list label', (labels) => labels.map((l) => l.textContent.trim()));
+    assert.equal(names.length, 80);
+    assert.deepEqual([names[0], names[1], names[16], names[79]], ['person', 'bicycle', 'dog', 'toothbrush']);
+
+    // dog.jpg: NanoDet shows the bicycle; the dog is below the threshold.
+    await openImage(page, 'dog.jpg');
+    const shownBefore = await page.evaluate(() => window.veritunePage.shown());
+    assert.ok(shownBefore.some((b) => names[b.class] === 'bicycle'), JSON.stringify(shownBefore));
+    assert.ok(!shownBefore.some((b) => names[b.class] === 'dog'), JSON.stringify(shownBefore));
+
+    // Only bicycles and dogs matter to this user.
+    await page.locator('#target-classes summary').click();
+    await page.locator('#classes-none').click();
+    assert.equal(await page.locator('#target-summary').innerText(), 'none (no boxes are shown)');
+    assert.equal(await page.locator('#box-list li[data-box^="shown-"]').count(), 0);
+    for (const name of ['dog', 'bicycle']) {
+      await page.locator('#class-filter').fill(name);
+      await page.locator(`#class-list input[value="${names.indexOf(name)}"]`).check();
+    }
+    await page.locator('#class-filter').fill('');
+    assert.equal(await page.locator('#target-summary').innerText(), 'bicycle, dog');
+    const shown = await page.evaluate(() => window.veritunePage.shown());
+    assert.ok(shown.length >= 1 && shown.every((b) => ['bicycle', 'dog'].includes(names[b.class])), JSON.stringify(shown));
+    assert.deepEqual(
+      await page.$$eval('#draw-class option', (o) => o.map((x) => x.textContent)),
+      ['bicycle', 'dog'],
+      'new boxes take a target class',
+    );
+
+    // Verdicts: the bicycle is right, the dog was missed.
+    await page.locator('#confirm-all').click();
+    await page.locator('#draw-class').selectOption({ label: 'dog' });
+    await drawBox(page, { x0: 130, y0: 220, x1: 312, y1: 540 });
+    const dogLabels = await page.evaluate(() => window.veritunePage.labels());
+    assert.deepEqual(dogLabels.boxes.map((b) => names[b.class]).sort(), ['bicycle', 'dog']);
+
+    // person.jpg: no bicycle or dog is shown; the dog beside the girl is drawn.
+    await openImage(page, 'person.jpg');
+    assert.equal(await page.locator('#box-list li[data-box^="shown-"]').count(), 0);
+    await drawBox(page, { x0: 62, y0: 264, x1: 204, y1: 346 });
+    await page.waitForFunction(() => document.getElementById('count-samples').textContent === '2');
+    const c = await counters(page);
+    assert.equal(c.missed, 2);
+
+    await page.locator('#target-classes summary').click();
+    await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();
+    await page.locator('#batch-size').fill('2');
+    await trainAndWait(page, { epochs: 2 });
+    const status = await page.locator('#train-status').innerText();
+    assert.match(status, /^Finished: 2 steps in .* History library: 2 of 2 reviewed images admitted, 0 evicted, (\d+) samples\./, status);
+    await openImage(page, 'dog.jpg');
+    await screenshot(page, 'nanodet-01-trained.png');
+
+    mkdirSync(DOWNLOADS, { recursive: true });
+    const files = await downloadsOf(page, 2, () => page.locator('#export').click());
+    const weights = join(DOWNLOADS, 'nanodet-adapted.bpk');
+    await files['veritune-adapted.bpk'].saveAs(weights);
+    const manifestPath = join(DOWNLOADS, 'nanodet-manifest.json');
+    await files['veritune-manifest.json'].saveAs(manifestPath);
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    assert.equal(manifest.model, 'nanodet-416');
+    assert.deepEqual(manifest.targetClasses, ['bicycle', 'dog']);
+    assert.match(manifest.historyLibrary, /pseudo-labels/);
+    assert.equal(manifest.classNames.length, 80);
+    assert.equal(manifest.inputSize, 416);
+    // The adapted NanoDet runs in the native CLI.
+    const predicted = JSON.parse(cliPredict(weights, join(ROOT, 'www/samples/photos/dog.jpg')));
+    assert.equal(predicted[0].file.endsWith('dog.jpg'), true);
+    assert.ok(predicted[0].candidates.length > 0);
+    assert.equal(await pageErrors(page), '');
+    assert.deepEqual(browser.consoleErrors, []);
+  });
+
+  test('the small digits model is one choice away and starts its own project', { timeout: 2 * WAIT_MS }, async () => {
+    const options = await page.$$eval('#model-choice option', (o) => o.map((x) => x.value));
+    assert.deepEqual(options, ['nanodet-416', 'nanodet-320', 'digits']);
+    await page.locator('#model-choice').selectOption('digits');
+    await page.waitForURL(/model=digits/);
+    await waitForReady(page);
+    assert.equal(await page.evaluate(() => document.body.dataset.modelId), 'digits');
+    assert.equal(await page.locator('#class-list label').count(), 10);
+    assert.equal(await page.locator('#project-name').innerText(), 'Project 2');
+    assert.equal(await page.locator('#history-about').innerText(), '');
+    assert.equal(await pageErrors(page), '');
+  });
+});
