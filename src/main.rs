@@ -994,18 +994,14 @@ fn finetune(args: FinetuneArgs) -> CliResult {
     check_threshold(args.threshold)?;
     check_learning_rate(args.config.learning_rate)?;
     let device = Device::flex().autodiff();
-    let model = match (load_model(args.model, &device)?, args.freeze_backbone) {
-        (AnyDetector::NanoDet(model), freeze) => {
-            AnyDetector::NanoDet(Box::new(model.with_frozen_backbone(freeze)))
-        }
-        (AnyDetector::Fcos(_), true) => {
-            return Err(format!(
-                "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
-                args.model.display()
-            ));
-        }
-        (model, false) => model,
-    };
+    let model = load_model(args.model, &device)?;
+    if args.freeze_backbone && matches!(model, AnyDetector::Fcos(_)) {
+        return Err(format!(
+            "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
+            args.model.display()
+        ));
+    }
+    let model = model.with_frozen_backbone(args.freeze_backbone);
     with_detector!(model, model => finetune_with(model, args))
 }
 

@@ -224,6 +224,13 @@ struct TrainOptions {
     rule: String,
     batch_size: Option<usize>,
     learning_rate: Option<f64>,
+    /// Pass the weights after every step to the step callback (burnpack),
+    /// so the page can keep the last completed step.
+    #[serde(default)]
+    checkpoint: bool,
+    /// NanoDet only: train the neck and head, not the backbone.
+    #[serde(default)]
+    freeze_backbone: bool,
 }
 
 #[derive(Serialize)]
@@ -304,6 +311,7 @@ impl Session {
         config: TrainConfig,
         transfer: &[Sample],
         history: &mut HistoryLibrary<Sample>,
+        checkpoint: bool,
         on_step: &js_sys::Function,
     ) -> Result<(AnyDetector, Vec<StepRecord>, bool), JsError> {
         let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
@@ -312,13 +320,21 @@ impl Session {
         while let Some(record) = run.step().await.map_err(error)? {
             let value = to_js(&record)?;
             records.push(record);
+            let weights = if checkpoint {
+                let model: AnyDetector = run.model().clone().into();
+                let bytes = model.save(WeightsFormat::Burnpack).await.map_err(error)?;
+                js_sys::Uint8Array::from(bytes.as_slice()).into()
+            } else {
+                JsValue::UNDEFINED
+            };
+            let args = js_sys::Array::of4(
+                &value,
+                &JsValue::from(run.steps_done()),
+                &JsValue::from(total),
+                &weights,
+            );
             on_step
-                .call3(
-                    &JsValue::NULL,
-                    &value,
-                    &JsValue::from(run.steps_done()),
-                    &JsValue::from(total),
-                )
+                .apply(&JsValue::NULL, &args)
                 .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
             if self.cancel.get() && !run.is_finished() {
                 return Ok((run.into_model().into(), records, true));
@@ -595,8 +611,10 @@ impl Session {
     }
 
     /// Trains on the verified samples with the history library, calling
-    /// `on_step(record, done, total)` after each step and yielding to the page
-    /// in between; resolves with `{records, cancelled}`.
+    /// `on_step(record, done, total, weights)` after each step (`weights`: the
+    /// burnpack bytes after the step when the options ask for `checkpoint`,
+    /// else undefined) and yielding to the page in between; resolves with
+    /// `{records, cancelled}`.
     pub async fn train(
         &self,
         options: JsValue,
@@ -624,10 +642,18 @@ impl Session {
             );
             (model, transfer, history)
         };
+        let model = model.with_frozen_backbone(options.freeze_backbone);
         self.cancel.set(false);
         let result = with_any_detector!(&model, model => {
-            self.run_training(model.clone(), config, &transfer, &mut history, &on_step)
-                .await
+            self.run_training(
+                model.clone(),
+                config,
+                &transfer,
+                &mut history,
+                options.checkpoint,
+                &on_step,
+            )
+            .await
         });
         let mut inner = self.inner.borrow_mut();
         inner.history = history;

@@ -398,6 +398,16 @@ macro_rules! with_any_detector {
 pub(crate) use with_any_detector;
 
 impl AnyDetector {
+    /// The same detector with its backbone frozen or trained, when it has
+    /// one that can be ([`NanoDet::with_frozen_backbone`]); the small
+    /// detector always trains whole and comes back unchanged.
+    pub fn with_frozen_backbone(self, freeze: bool) -> Self {
+        match self {
+            Self::NanoDet(model) => Self::NanoDet(Box::new(model.with_frozen_backbone(freeze))),
+            other => other,
+        }
+    }
+
     /// What the detector is (architecture's input size, classes, preprocessing).
     pub fn spec(&self) -> &DetectorSpec {
         with_any_detector!(self, model => model.spec())

@@ -26,11 +26,14 @@ use veritune::scenes::data_dir;
 use veritune::tfjs::GraphModel;
 use veritune::weights::{AnyDetector, load_detector};
 
-/// The photographs of the parity test and the class each shows.
-const PHOTOS: [(&str, &str); 3] = [
+/// The photographs of the parity test and the class each shows: scikit-image's
+/// and Debian darknet's.
+const PHOTOS: [(&str, &str); 5] = [
     ("astronaut.png", "person"),
     ("coffee.png", "cup"),
     ("chelsea.png", "cat"),
+    ("giraffe.jpg", "giraffe"),
+    ("eagle.jpg", "bird"),
 ];
 
 fn model_json() -> PathBuf {

@@ -105,6 +105,7 @@ const ui = {
   batchSize: $('batch-size'),
   learningRate: $('learning-rate'),
   updateHistory: $('update-history'),
+  freezeBackbone: $('freeze-backbone'),
   train: $('train'),
   cancelTrain: $('cancel-train'),
   trainProgress: $('train-progress'),
@@ -700,6 +701,7 @@ function settings() {
     batchSize: ui.batchSize.value,
     learningRate: ui.learningRate.value,
     updateHistory: ui.updateHistory.checked,
+    freezeBackbone: ui.freezeBackbone.checked,
     drawClass: ui.drawClass.value,
     targetClasses: targetClasses && targetClasses.map((c) => classNames[c]),
     weightsFormat: ui.weightsFormat.value,
@@ -1469,6 +1471,7 @@ function setLocked(value) {
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
   ui.updateHistory.disabled = value;
+  ui.freezeBackbone.disabled = value;
   ui.modelChoice.disabled = value;
   ui.exportProject.disabled = value || !session;
   ui.weightsInput.disabled = value || !session;
@@ -1486,6 +1489,11 @@ function formatSeconds(s) {
   return `${m} min ${Math.round(s - m * 60)} s`;
 }
 
+/** Whether the model can train with a frozen backbone (NanoDet; the digits detector always trains whole). */
+function hasBackboneChoice() {
+  return Boolean(model && model.freezableBackbone);
+}
+
 function readTrainOptions() {
   const epochs = Number(ui.epochs.value);
   const batchSize = Number(ui.batchSize.value);
@@ -1497,7 +1505,7 @@ function readTrainOptions() {
     throw new Error('Batch size must be a whole number from 1 to 64.');
   }
   if (!(learningRate > 0 && learningRate <= 1)) throw new Error('The learning rate must be a number above 0 and at most 1.');
-  return { epochs, rule: ui.rule.value, batchSize, learningRate };
+  return { epochs, rule: ui.rule.value, batchSize, learningRate, freezeBackbone: hasBackboneChoice() && ui.freezeBackbone.checked };
 }
 
 function figures(entries, which) {
@@ -1672,10 +1680,6 @@ function checkpoint(run, bytes, total) {
   project.saveWeights(bytes);
   project.saveRun({ ...run, records: [...run.records] });
   persist();
-  const step = run.checkpointed;
-  project.flush().then((ok) => {
-    if (ok) document.dispatchEvent(new CustomEvent('veritune:checkpoint', { detail: { step } }));
-  });
 }
 
 /** Keeps the weights after a run (the session's current weights) and saves them and the run's records in the project. */
@@ -1844,6 +1848,7 @@ async function exportAll() {
         epochs: r.epochs,
         batchSize: r.batchSize,
         learningRate: r.learningRate,
+        freezeBackbone: Boolean(r.freezeBackbone),
         backend: r.backend,
         startedAt: r.startedAt,
         seconds: Math.round(r.seconds * 10) / 10,
@@ -2204,6 +2209,8 @@ async function chooseModel(chosen) {
   );
   ui.modelChoice.value = model.id;
   ui.modelAbout.textContent = model.about || '';
+  ui.freezeBackbone.hidden = !hasBackboneChoice();
+  $('freeze-backbone-label').hidden = !hasBackboneChoice();
   document.body.dataset.modelId = model.id;
 }
 
@@ -2222,6 +2229,7 @@ function applySettings(saved = {}) {
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
   if (typeof saved.updateHistory === 'boolean') ui.updateHistory.checked = saved.updateHistory;
+  if (typeof saved.freezeBackbone === 'boolean') ui.freezeBackbone.checked = saved.freezeBackbone;
   if (Array.isArray(saved.targetClasses)) {
     setTargetClasses(saved.targetClasses.map((n) => classNames.indexOf(String(n))).filter((c) => c >= 0));
   }
@@ -2530,7 +2538,7 @@ function wireUi() {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
   });
-  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.updateHistory, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
+  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.updateHistory, ui.freezeBackbone, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
     el.addEventListener('change', () => persist());
   }
   ui.projectsButton.addEventListener('click', openProjectsDialog);
@@ -2904,6 +2912,9 @@ async function start() {
     await chooseModel(chosen);
     if (chosen) {
       project = new OpenProject(store, { ...chosen.record, model: model.id }, onSaveState);
+      project.onRunWritten = (run) => {
+        if (run.interrupted) document.dispatchEvent(new CustomEvent('veritune:checkpoint', { detail: { step: run.checkpointed } }));
+      };
       project.saveProject();
     }
     showProjectName();

@@ -478,6 +478,8 @@ export class OpenProject {
     this.running = null;
     this.state = 'saved';
     this.error = null;
+    /** Called with each run record once it is written (with the weights queued with it). */
+    this.onRunWritten = () => {};
   }
 
   get id() {
@@ -562,6 +564,7 @@ export class OpenProject {
           images: [...images.values()],
           runs: [...runs.values()],
         });
+        for (const run of runs.values()) this.onRunWritten(run);
       } catch (e) {
         // Put back what was not written unless a newer version is queued.
         for (const [id, r] of images) if (!this.images.has(id)) this.images.set(id, r);

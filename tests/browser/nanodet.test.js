@@ -157,3 +157,39 @@ describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () =
     assert.equal(await pageErrors(page), '');
   });
 });
+
+describe('NanoDet on WebGPU', { timeout: 2 * WAIT_MS + TRAIN_MS }, () => {
+  let server;
+  let browser;
+  let page;
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser({ webgpu: true });
+    page = await browser.context.newPage();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('fine-tunes at 320 px for a step with the backbone frozen', { timeout: 2 * WAIT_MS + TRAIN_MS }, async () => {
+    await page.goto(appUrl(server.url, { model: 'nanodet-320' }));
+    await waitForReady(page);
+    assert.equal(await page.evaluate(() => document.body.dataset.backend), 'webgpu');
+    assert.equal(await page.evaluate(() => document.body.dataset.modelId), 'nanodet-320');
+    await page.waitForFunction(() => document.body.dataset.history === 'ready', null, { timeout: WAIT_MS });
+    await page.locator('#confirm-all').click();
+    await page.waitForFunction(() => document.getElementById('count-samples').textContent === '1');
+    await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();
+    assert.equal(await page.locator('#freeze-backbone').isChecked(), true, 'NanoDet trains its neck and head by default');
+    await page.locator('#batch-size').fill('1');
+    // One gradient per history sample takes minutes on the software adapter.
+    await page.locator('#update-history').uncheck();
+    await trainAndWait(page, { epochs: 1 });
+    assert.match(await page.locator('#train-status').innerText(), /^Finished: 1 step in /);
+    await screenshot(page, 'nanodet-02-webgpu-trained.png');
+    assert.equal(await pageErrors(page), '');
+  });
+});
