@@ -817,8 +817,13 @@ fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
     match path {
         Some(path) => write_file(path, (text + "\n").as_bytes()),
         None => {
-            println!("{text}");
-            Ok(())
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                // The reader stopped reading (`veritune predict … | head`): nothing to report.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                result => result.map_err(|e| format!("cannot write to standard output: {e}")),
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use common::Scene;
 use common::cli::{failure, init_model, init_model_as, text, veritune, workdir, write_set};
@@ -247,4 +248,24 @@ fn models_in_either_format_predict_and_continue_training() {
         common::parameters(&load(&adapted))
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    let dir = workdir("pipe");
+    let model = init_model(&dir);
+    write_set(&dir, Scene::New, 1, 1);
+    // The reading end is closed before veritune writes: as `veritune predict … | head -c 0`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veritune"))
+        .args(["predict", "--candidates", "--threshold", "0", "--model"])
+        .arg(&model)
+        .arg(dir.join("scène 0.png"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the binary ends");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
 }
