@@ -18,8 +18,8 @@ use veritune::benchmark::speed::{
     self, Backend, Measure, Measurement, PeerFigures, SpeedRow, SpeedSettings,
 };
 use veritune::dataset::{
-    AnnotatedImage, ImageFile, file_scale, image_sizes, read_annotated_set, read_coco_file,
-    read_image, read_image_file, read_verdicts, read_voc_folder, read_yolo_folder,
+    AnnotatedImage, AnnotatedSet, ImageFile, file_scale, image_sizes, read_annotated_set,
+    read_coco_file, read_image, read_image_file, read_verdicts, read_voc_folder, read_yolo_folder,
     write_atomically, write_labels,
 };
 use veritune::detector::fcos::FcosConfig;
@@ -965,18 +965,40 @@ struct FinetuneArgs<'a> {
     records: Option<&'a Path>,
 }
 
-fn check_classes<M: Detector>(set_names: &[String], model: &M, file: &Path) -> CliResult {
+/// `set` with its classes numbered as the model's, matched by name; a class
+/// the model does not have is an error naming it and the file.
+fn matched_to_model<M: Detector>(
+    mut set: AnnotatedSet,
+    model: &M,
+    file: &Path,
+) -> Result<AnnotatedSet, String> {
     let names = &model.spec().class_names;
-    if set_names.len() > names.len() {
+    let unknown: Vec<&str> = set
+        .class_names
+        .iter()
+        .filter(|n| !names.contains(n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
         return Err(format!(
-            "{} has {} categories but the model knows {} classes ({}): annotate with the model's classes",
+            "{} has categories the model does not know ({}); its classes are {}: name the categories as the model's classes",
             file.display(),
-            set_names.len(),
-            names.len(),
+            unknown.join(", "),
             names.join(", ")
         ));
     }
-    Ok(())
+    let to_model: Vec<usize> = set
+        .class_names
+        .iter()
+        .filter_map(|n| names.iter().position(|m| m == n))
+        .collect();
+    for image in &mut set.images {
+        for b in &mut image.boxes {
+            b.class = to_model[b.class];
+        }
+    }
+    set.class_names = names.clone();
+    Ok(set)
 }
 
 fn check_threshold(threshold: f32) -> CliResult {
@@ -1013,7 +1035,7 @@ fn finetune(args: FinetuneArgs) -> CliResult {
 fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
     let spec = model.spec().clone();
     let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
-    check_classes(&set.class_names, &model, args.annotations)?;
+    let set = matched_to_model(set, &model, args.annotations)?;
     let target_config = TargetConfig {
         score_threshold: args.threshold,
         ..TargetConfig::default()
@@ -1052,7 +1074,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
     let mut history = HistoryLibrary::new(HistoryConfig::default());
     if let Some((folder, annotations)) = &args.history {
         let history_set = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
-        check_classes(&history_set.class_names, &model, annotations)?;
+        let history_set = matched_to_model(history_set, &model, annotations)?;
         let members: Vec<Sample> = history_set
             .images
             .iter()
@@ -1168,7 +1190,7 @@ fn eval_with<M: Detector>(
     json: bool,
 ) -> CliResult {
     let set = read_annotated_set(annotations, images).map_err(|e| e.to_string())?;
-    check_classes(&set.class_names, model, annotations)?;
+    let set = matched_to_model(set, model, annotations)?;
     let pairs: Vec<(&Image, &[LabeledBox])> = set
         .images
         .iter()

@@ -269,3 +269,75 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
 }
+
+#[test]
+fn annotation_classes_are_matched_to_the_model_by_name() {
+    let dir = workdir("class-names");
+    let model = init_model(&dir);
+    let annotations = write_set(&dir, Scene::New, 3, 5);
+    let eval = |file: &Path| {
+        veritune(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--images",
+            dir.to_str().unwrap(),
+            "--annotations",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    // Only the rings, as the one category of the file: numbered 0 there, 1 in the model.
+    let mut coco: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&annotations).unwrap()).unwrap();
+    let ring = coco["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ring")
+        .unwrap()["id"]
+        .clone();
+    let rings: Vec<serde_json::Value> = coco["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["category_id"] == ring)
+        .map(|a| {
+            let mut a = a.clone();
+            a["category_id"] = 7.into();
+            a
+        })
+        .collect();
+    assert!(!rings.is_empty());
+    coco["annotations"] = rings.into();
+    coco["categories"] = serde_json::json!([{"id": 7, "name": "ring"}]);
+    let only_rings = dir.join("rings.json");
+    std::fs::write(&only_rings, coco.to_string()).unwrap();
+    let out = eval(&only_rings);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let classes = &report["classes"];
+    assert_eq!(classes[0][0], "square");
+    assert_eq!(classes[1][0], "ring");
+    assert!(
+        classes[0][1].is_null() && classes[1][1].is_number(),
+        "no squares, some rings: {report}"
+    );
+
+    coco["categories"][0]["name"] = "triangle".into();
+    let unknown = dir.join("unknown.json");
+    std::fs::write(&unknown, coco.to_string()).unwrap();
+    let message = failure(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        dir.to_str().unwrap(),
+        "--annotations",
+        unknown.to_str().unwrap(),
+    ]);
+    assert!(
+        message.contains("unknown.json has categories the model does not know (triangle); its classes are square, ring"),
+        "{message}"
+    );
+}
