@@ -13,16 +13,18 @@ import {
   appUrl,
   cliPredict,
   counters,
+  dataCarryingRequests,
   downloadsOf,
   dragOnCanvas,
   ensureShownBoxes,
-  dataCarryingRequests,
   foreignRequests,
   launchBrowser,
   pageErrors,
   screenshot,
   setThreshold,
   startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   trainAttempts,
   waitForReady,
@@ -39,8 +41,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   let page;
 
   before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: true });
+    ({ server, browser } = await startSuite({ webgpu: true, page: false }));
     // Keeps every device the page is given, so that a test can destroy them.
     await browser.context.addInitScript(() => {
       window.__testDevices = [];
@@ -56,10 +57,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     page = await browser.context.newPage();
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('loads with the backend badge and boxes on the first sample', { timeout: 2 * WAIT_MS }, async () => {
     await page.goto(appUrl(server.url));
@@ -361,16 +359,9 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
   let browser;
   let page;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
-  });
+  before(async () => ({ server, browser, page } = await startSuite({ webgpu: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('falls back to the CPU, shows why, and trains', { timeout: WAIT_MS + TRAIN_MS }, async () => {
     // The later sample images arrive only after the run: training started

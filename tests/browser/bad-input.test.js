@@ -14,9 +14,9 @@ import {
   appUrl,
   counters,
   dragOnCanvas,
-  launchBrowser,
   pageErrors,
-  startServer,
+  startSuite,
+  stopSuite,
   waitForReady,
   waitForSamplesAndHistory,
 } from './helpers.js';
@@ -34,18 +34,13 @@ describe('bad input in the page', { timeout: 4 * WAIT_MS + 2 * TRAIN_MS }, () =>
   let page;
 
   before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
+    ({ server, browser, page } = await startSuite({ webgpu: false }));
     await page.goto(appUrl(server.url, { backend: 'cpu' }));
     await waitForReady(page);
     await waitForSamplesAndHistory(page);
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('a huge image is scaled down and said so; a truncated one is refused; a hostile name stays text', { timeout: WAIT_MS + 2 * TRAIN_MS }, async () => {
     // A 3000x1200 PNG, drawn by the page itself.

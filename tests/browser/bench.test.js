@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, VERITUNE_BIN, WAIT_MS, appUrl, launchBrowser, pageErrors, startServer } from './helpers.js';
+import { ROOT, VERITUNE_BIN, WAIT_MS, appUrl, pageErrors, startSuite, stopSuite } from './helpers.js';
 
 const MEASURES = ['forward', 'plain-step', 'plain-step-2x', 'mixed-step', 'history-gradient'];
 
@@ -16,7 +16,8 @@ const MEASURES = ['forward', 'plain-step', 'plain-step-2x', 'mixed-step', 'histo
 async function bench(browser, server, query) {
   const page = await browser.context.newPage();
   try {
-    await page.goto(appUrl(new URL('bench.html', server.url).toString(), query));
+    // The bench page's `model` is a weights file; without one it times the digits detector.
+    await page.goto(appUrl(new URL('bench.html', server.url).toString(), { model: null, ...query }));
     await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.phase), null, { timeout: WAIT_MS, polling: 250 });
     const errors = await pageErrors(page);
     assert.equal(await page.evaluate(() => document.body.dataset.phase), 'done', `the page failed: ${errors}`);
@@ -35,15 +36,9 @@ describe('speed benchmark page', { timeout: 3 * WAIT_MS }, () => {
   let server;
   let browser;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-  });
+  before(async () => ({ server, browser } = await startSuite({ webgpu: false, page: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('every measure of the default model reports a time on the CPU fallback', { timeout: WAIT_MS }, async () => {
     const result = await bench(browser, server, { backend: 'cpu', batch: 1, warmup: 0, repeats: 1 });

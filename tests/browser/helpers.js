@@ -127,6 +127,28 @@ export async function launchBrowser({ webgpu = true } = {}) {
 
 /** The page's URL with the test's query. */
 /**
+ * What a test suite runs against: the server, Chromium (WebGPU on or off)
+ * and, with `page`, a first page. `stopSuite` ends them.
+ */
+export async function startSuite({ webgpu, page = true }) {
+  const server = await startServer();
+  let browser = null;
+  try {
+    browser = await launchBrowser({ webgpu });
+    return { server, browser, page: page ? await browser.context.newPage() : null };
+  } catch (e) {
+    await stopSuite({ server, browser });
+    throw e;
+  }
+}
+
+/** Closes what `startSuite` started (any part may be missing after a failed start). */
+export async function stopSuite({ server, browser }) {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+}
+
+/**
  * The page's address with `query` as its flags. The tests run the small digits
  * model (`model: 'digits'`) unless they name another, or pass `model: null`
  * for the page's default (NanoDet).

@@ -9,10 +9,10 @@ import {
   WAIT_MS,
   appUrl,
   counters,
-  launchBrowser,
   pageErrors,
   reloadAndResume,
-  startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   waitForReady,
 } from './helpers.js';
@@ -24,16 +24,9 @@ describe('the history library after training', { timeout: 3 * WAIT_MS + TRAIN_MS
   let browser;
   let page;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
-  });
+  before(async () => ({ server, browser, page } = await startSuite({ webgpu: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('one training step updates the library, and a reload restores the same members', { timeout: 3 * WAIT_MS + TRAIN_MS }, async () => {
     await page.goto(appUrl(server.url, { backend: 'cpu' }));

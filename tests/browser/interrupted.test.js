@@ -10,9 +10,9 @@ import {
   TRAIN_MS,
   WAIT_MS,
   appUrl,
-  launchBrowser,
   pageErrors,
-  startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   waitForReady,
   waitForSamplesAndHistory,
@@ -25,15 +25,9 @@ describe('a tab closed during training', { timeout: 3 * WAIT_MS + TRAIN_MS }, ()
   let server;
   let browser;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-  });
+  before(async () => ({ server, browser } = await startSuite({ webgpu: false, page: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('resumes from the last completed step', { timeout: 3 * WAIT_MS + TRAIN_MS }, async () => {
     const page = await browser.context.newPage();

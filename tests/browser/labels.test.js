@@ -17,9 +17,9 @@ import {
   downloadsOf,
   dragOnCanvas,
   ensureShownBoxes,
-  launchBrowser,
   pageErrors,
-  startServer,
+  startSuite,
+  stopSuite,
   waitForReady,
 } from './helpers.js';
 
@@ -93,17 +93,12 @@ describe('labels in standard formats', { timeout: 6 * WAIT_MS }, () => {
   let classNames;
 
   before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
+    ({ server, browser, page } = await startSuite({ webgpu: false }));
     rmSync(OUT, { recursive: true, force: true });
     mkdirSync(OUT, { recursive: true });
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('the verdicts download as COCO, YOLO and VOC that Python and the CLI read back', { timeout: 3 * WAIT_MS }, async () => {
     await page.goto(appUrl(server.url, { backend: 'cpu' }));

@@ -17,11 +17,11 @@ import {
   counters,
   downloadsOf,
   join,
-  launchBrowser,
   mkdirSync,
   pageErrors,
   screenshot,
-  startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   waitForReady,
   waitForSamplesAndHistory,
@@ -50,16 +50,9 @@ describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () =
   let browser;
   let page;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
-  });
+  before(async () => ({ server, browser, page } = await startSuite({ webgpu: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('opens on photos; target classes narrow the boxes; verdicts fine-tune it and the weights export', { timeout: 3 * WAIT_MS + TRAIN_MS }, async () => {
     await page.goto(appUrl(server.url, { backend: 'cpu', model: null }));
@@ -163,16 +156,9 @@ describe('NanoDet on WebGPU', { timeout: 2 * WAIT_MS + TRAIN_MS }, () => {
   let browser;
   let page;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: true });
-    page = await browser.context.newPage();
-  });
+  before(async () => ({ server, browser, page } = await startSuite({ webgpu: true })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('fine-tunes at 320 px for a step with the backbone frozen', { timeout: 2 * WAIT_MS + TRAIN_MS }, async () => {
     await page.goto(appUrl(server.url, { model: 'nanodet-320' }));

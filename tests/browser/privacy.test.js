@@ -14,9 +14,9 @@ import {
   counters,
   dataCarryingRequests,
   foreignRequests,
-  launchBrowser,
   pageErrors,
-  startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   waitForReady,
   waitForSamplesAndHistory,
@@ -28,15 +28,9 @@ describe('privacy', { timeout: 3 * WAIT_MS + TRAIN_MS }, () => {
   let server;
   let browser;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-  });
+  before(async () => ({ server, browser } = await startSuite({ webgpu: false, page: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('a whole session offline after loading: no request leaves 127.0.0.1, none carries image data', { timeout: 2 * WAIT_MS + TRAIN_MS }, async () => {
     const page = await browser.context.newPage();

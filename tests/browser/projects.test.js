@@ -15,15 +15,16 @@ import {
   WAIT_MS,
   appUrl,
   counters,
+  dataCarryingRequests,
   dragOnCanvas,
   ensureShownBoxes,
-  dataCarryingRequests,
   foreignRequests,
   launchBrowser,
   pageErrors,
   reloadAndResume,
   screenshot,
-  startServer,
+  startSuite,
+  stopSuite,
   trainAndWait,
   waitForReady,
 } from './helpers.js';
@@ -50,16 +51,9 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
   /** What the first test labelled, to find again after reloads and imports. */
   let labelled;
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser({ webgpu: false });
-    page = await browser.context.newPage();
-  });
+  before(async () => ({ server, browser, page } = await startSuite({ webgpu: false })));
 
-  after(async () => {
-    if (browser) await browser.close();
-    if (server) await server.stop();
-  });
+  after(() => stopSuite({ server, browser }));
 
   test('label images, reload: verdicts, drawn boxes, counters and settings are back', { timeout: 3 * WAIT_MS }, async () => {
     await page.goto(appUrl(server.url, CPU));
