@@ -582,6 +582,10 @@ impl NanoDet {
     /// [`NanoDetConfig::freeze_backbone`]).
     pub fn with_frozen_backbone(mut self, freeze: bool) -> Self {
         self.config.freeze_backbone = freeze;
+        // Parameters that require no gradient keep autodiff from recording
+        // the backbone's forward pass at all (detaching its output alone
+        // leaves that record, and its activations, in memory).
+        self.backbone = self.backbone.set_require_grad(!freeze);
         self
     }
 
@@ -979,7 +983,14 @@ mod tests {
         let images =
             Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
         for freeze in [false, true] {
-            let model = small().init(&device).with_frozen_backbone(freeze);
+            // Frozen first: thawing must undo it.
+            let model = small()
+                .init(&device)
+                .with_frozen_backbone(true)
+                .with_frozen_backbone(freeze);
+            // Its parameters require no gradient, so autodiff does not record
+            // its forward pass (nor keep its activations).
+            assert_eq!(model.backbone.stem.weight.is_require_grad(), !freeze);
             let loss = model.loss(
                 model.forward(images.clone()),
                 &[TrainingTarget::from_ground_truth(&[object])],
