@@ -2209,6 +2209,8 @@ async function chooseModel(chosen) {
   );
   ui.modelChoice.value = model.id;
   ui.modelAbout.textContent = model.about || '';
+  // The model's own default, until a project's saved settings say otherwise.
+  if (model.learningRate) ui.learningRate.value = String(model.learningRate);
   ui.freezeBackbone.hidden = !hasBackboneChoice();
   $('freeze-backbone-label').hidden = !hasBackboneChoice();
   document.body.dataset.modelId = model.id;

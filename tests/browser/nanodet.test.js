@@ -110,6 +110,7 @@ describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () =
 
     await page.locator('#target-classes summary').click();
     await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();
+    assert.equal(await page.locator('#learning-rate').inputValue(), '0.0001', "NanoDet's own default learning rate");
     await page.locator('#batch-size').fill('2');
     await trainAndWait(page, { epochs: 2 });
     const status = await page.locator('#train-status').innerText();
