@@ -327,15 +327,9 @@ fn annotation_classes_are_matched_to_the_model_by_name() {
     coco["categories"][0]["name"] = "triangle".into();
     let unknown = dir.join("unknown.json");
     std::fs::write(&unknown, coco.to_string()).unwrap();
-    let message = failure(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        dir.to_str().unwrap(),
-        "--annotations",
-        unknown.to_str().unwrap(),
-    ]);
+    let refused = eval(&unknown);
+    assert!(!refused.status.success());
+    let message = text(&refused.stderr);
     assert!(
         message.contains("unknown.json has categories the model does not know (triangle); its classes are square, ring"),
         "{message}"
