@@ -80,7 +80,6 @@ const ui = {
   modelChoice: $('model-choice'),
   modelAbout: $('model-about'),
   historyAbout: $('history-about'),
-  targetClasses: $('target-classes'),
   canvas: $('image-canvas'),
   canvasWrap: $('canvas-wrap'),
   overlay: $('canvas-overlay'),
@@ -1380,16 +1379,19 @@ function actionButton(text, action, label, pressed, onClick) {
   return b;
 }
 
+/** An `<option>` of a select. */
+function option(value, text) {
+  const o = document.createElement('option');
+  o.value = String(value);
+  o.textContent = text;
+  return o;
+}
+
 function classSelect(value, label, onChange) {
   const s = document.createElement('select');
   s.dataset.action = 'class';
   s.setAttribute('aria-label', label);
-  classNames.forEach((n, c) => {
-    const o = document.createElement('option');
-    o.value = String(c);
-    o.textContent = n;
-    s.append(o);
-  });
+  s.append(...classNames.map((n, c) => option(c, n)));
   s.value = String(value);
   s.disabled = locked;
   s.addEventListener('change', () => {
@@ -2166,17 +2168,7 @@ function setTargetClasses(chosen) {
   targetClasses = chosen === null ? null : [...new Set(chosen)].sort((a, b) => a - b);
   classPicker.set(targetClasses, false);
   const keep = ui.drawClass.value;
-  ui.drawClass.replaceChildren(
-    ...classNames
-      .map((n, c) => [n, c])
-      .filter(([, c]) => isTarget(c))
-      .map(([n, c]) => {
-        const o = document.createElement('option');
-        o.value = String(c);
-        o.textContent = n;
-        return o;
-      }),
-  );
+  ui.drawClass.replaceChildren(...classNames.map((n, c) => option(c, n)).filter((o) => isTarget(Number(o.value))));
   if ([...ui.drawClass.options].some((o) => o.value === keep)) ui.drawClass.value = keep;
   const entry = images[current];
   if (selection && selection.kind === 'shown' && entry && !shownOf(entry).includes(selection.index)) selection = null;
@@ -2199,14 +2191,7 @@ async function chooseModel(chosen) {
   const recorded = chosen && !chosen.isNew ? chosen.record.model || EARLIER_MODEL : null;
   model = pickModel(catalog, { recorded, requested: params.get('model') });
   Object.assign(ASSETS, { model: model.weights, transfer: model.samples, history: model.history });
-  ui.modelChoice.replaceChildren(
-    ...catalog.models.map((m) => {
-      const o = document.createElement('option');
-      o.value = m.id;
-      o.textContent = m.name;
-      return o;
-    }),
-  );
+  ui.modelChoice.replaceChildren(...catalog.models.map((m) => option(m.id, m.name)));
   ui.modelChoice.value = model.id;
   ui.modelAbout.textContent = model.about || '';
   // The model's own default, until a project's saved settings say otherwise.
