@@ -26,7 +26,7 @@ use veritune::detector::fcos::FcosConfig;
 use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
-use veritune::formats::{Format, LabelSet, labels_from_verdicts};
+use veritune::formats::{Format, LabelSet, class_map, labels_from_verdicts};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
 use veritune::history::{HistoryConfig, HistoryLibrary};
@@ -973,11 +973,13 @@ fn matched_to_model<M: Detector>(
     file: &Path,
 ) -> Result<AnnotatedSet, String> {
     let names = &model.spec().class_names;
+    let to_model = class_map(&set.class_names, names);
     let unknown: Vec<&str> = set
         .class_names
         .iter()
-        .filter(|n| !names.contains(n))
-        .map(String::as_str)
+        .zip(&to_model)
+        .filter(|(_, class)| class.is_none())
+        .map(|(name, _)| name.as_str())
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
@@ -987,14 +989,11 @@ fn matched_to_model<M: Detector>(
             names.join(", ")
         ));
     }
-    let to_model: Vec<usize> = set
-        .class_names
-        .iter()
-        .filter_map(|n| names.iter().position(|m| m == n))
-        .collect();
     for image in &mut set.images {
         for b in &mut image.boxes {
-            b.class = to_model[b.class];
+            if let Some(class) = to_model[b.class] {
+                b.class = class;
+            }
         }
     }
     set.class_names = names.clone();

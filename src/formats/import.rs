@@ -13,7 +13,7 @@ use thiserror::Error;
 use super::coco::{CocoError, read_coco};
 use super::voc::{VocError, read_voc};
 use super::yolo::{CLASSES_FILE, YoloError, read_yolo};
-use super::{Format, ImageSize, LabelSet, TextFile, label_file_name};
+use super::{Format, ImageSize, LabelSet, TextFile, class_map, label_file_name};
 use crate::geometry::LabeledBox;
 
 /// Why label files cannot be imported.
@@ -281,11 +281,7 @@ pub fn import_labels(
         }
     };
 
-    let class_map: Vec<Option<usize>> = set
-        .class_names
-        .iter()
-        .map(|name| model_classes.iter().position(|m| m == name))
-        .collect();
+    let class_map = class_map(&set.class_names, model_classes);
     let mut skipped: BTreeMap<usize, usize> = BTreeMap::new();
     let mut images = Vec::new();
     for (labels, target) in set.images.iter().zip(targets) {

@@ -191,6 +191,16 @@ impl LabelSet {
     }
 }
 
+/// For each class of a label file (`names`), its index among a model's
+/// classes (`model`), matched by exact name; `None` when the model has no
+/// class of that name.
+pub fn class_map(names: &[String], model: &[String]) -> Vec<Option<usize>> {
+    names
+        .iter()
+        .map(|name| model.iter().position(|m| m == name))
+        .collect()
+}
+
 /// The name of the label file of `image`: the image's path with its extension
 /// replaced by `extension` (`photos/a.b.jpg` → `photos/a.b.txt`).
 pub fn label_file_name(image: &str, extension: &str) -> String {
