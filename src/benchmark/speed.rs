@@ -425,7 +425,27 @@ pub fn machine_description() -> String {
         })
         .unwrap_or_else(|| "an unknown CPU".to_string());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} logical cores available")
+    format!(
+        "{cpu} ({}), {cores} logical cores available",
+        vector_instructions()
+    )
+}
+
+/// The widest vector instructions the CPU offers that flex's matrix products use.
+fn vector_instructions() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2 with FMA";
+        }
+        "no AVX2"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::env::consts::ARCH
 }
 
 /// The process's peak resident memory in bytes (Linux `VmHWM`); `None` elsewhere.
