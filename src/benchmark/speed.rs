@@ -431,7 +431,7 @@ pub fn machine_description() -> String {
     )
 }
 
-/// The widest vector instructions the CPU offers that flex's matrix products use.
+/// The widest x86 vector instructions the CPU offers (flex picks its kernels by them at run time).
 fn vector_instructions() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
