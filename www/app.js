@@ -271,6 +271,12 @@ ui.statusCancel.addEventListener('click', () => {
   if (statusCancel) statusCancel();
 });
 
+/** Why `count` training steps changed nothing, and what to do about it. */
+function skippedSteps(count) {
+  return `${count} step${count === 1 ? ' was' : 's were'} skipped because the loss or a gradient was not a finite number; ` +
+    'the weights from before each were kept. If it happens often, lower the learning rate.';
+}
+
 /** What the last opening of files left to say (skipped files), shown until the next one. */
 let openNote = '';
 
@@ -1627,6 +1633,7 @@ async function train() {
       run.cancelled = Boolean(result.cancelled);
       if (Array.isArray(result.records) && result.records.length > run.records.length) run.records = result.records;
       ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
+      if (skipped) ui.trainStatus.textContent += ` ${skippedSteps(skipped)}`;
     }
     if (!run.records.length || crashMessage) return;
     if (run.backend === 'webgpu' && (gpuLost || (!result && (await deviceLostWithin(1000))))) {
