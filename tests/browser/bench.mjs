@@ -177,6 +177,11 @@ function memorySampler(userDataDir) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs bench.html for `model` on `backend` in a fresh browser; the page's result with memory peaks. */
+/** The measures asked for that `model` has (a model with none left is not run). */
+function measuresOf(model, options) {
+  return (model.measures ?? MEASURES).filter((m) => options.measures.includes(m));
+}
+
 async function runPage(server, options, backend, model) {
   const browser = await launchBrowser({ webgpu: backend === 'webgpu' });
   const memory = memorySampler(browser.userDataDir);
@@ -188,7 +193,7 @@ async function runPage(server, options, backend, model) {
       batch: model.batch ?? options.batch,
       warmup: options.warmup,
       repeats: options.repeats,
-      measures: (model.measures ?? MEASURES).filter((m) => options.measures.includes(m)).join(','),
+      measures: measuresOf(model, options).join(','),
     };
     if (model.tfjs) query.tfjs = model.tfjs;
     await page.goto(appUrl(new URL('bench.html', server.url).toString(), query));
@@ -316,7 +321,7 @@ function renderReport(runs, options, machine) {
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
-  const models = options.models.flatMap((m) => MODELS[m]);
+  const models = options.models.flatMap((m) => MODELS[m]).filter((model) => measuresOf(model, options).length > 0);
   for (const model of models) {
     for (const file of [model.weights, model.tfjs].filter(Boolean)) {
       if (!existsSync(join(ROOT, 'www', file))) throw new Error(`www/${file} is missing: run scripts/bench-browser, which builds it`);
