@@ -1633,7 +1633,8 @@ async function train() {
       run.cancelled = Boolean(result.cancelled);
       if (Array.isArray(result.records) && result.records.length > run.records.length) run.records = result.records;
       ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
-      if (skipped) ui.trainStatus.textContent += ` ${skippedSteps(skipped)}`;
+      const skippedInRun = run.records.filter((r) => r && r.skipped).length;
+      if (skippedInRun) ui.trainStatus.textContent += ` ${skippedSteps(skippedInRun)}`;
     }
     if (!run.records.length || crashMessage) return;
     if (run.backend === 'webgpu' && (gpuLost || (!result && (await deviceLostWithin(1000))))) {

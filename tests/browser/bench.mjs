@@ -176,12 +176,12 @@ function memorySampler(userDataDir) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Runs bench.html for `model` on `backend` in a fresh browser; the page's result with memory peaks. */
 /** The measures asked for that `model` has (a model with none left is not run). */
 function measuresOf(model, options) {
   return (model.measures ?? MEASURES).filter((m) => options.measures.includes(m));
 }
 
+/** Runs bench.html for `model` on `backend` in a fresh browser; the page's result with memory peaks. */
 async function runPage(server, options, backend, model) {
   const browser = await launchBrowser({ webgpu: backend === 'webgpu' });
   const memory = memorySampler(browser.userDataDir);
