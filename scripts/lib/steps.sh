@@ -1,0 +1,44 @@
+# Timed steps for .ci/run and scripts/test (sourced, not run).
+#
+# `step NAME COMMAND...` runs COMMAND, prints its wall time, and appends
+# "NAME<TAB>SECONDS<TAB>STATUS" to $VERITUNE_STEP_TIMES (a file the outermost
+# script creates), so a slow step shows in every log. `steps_table` prints
+# the file as a table with the total.
+
+if [ -z "${VERITUNE_STEP_TIMES:-}" ]; then
+    VERITUNE_STEP_TIMES=$(mktemp)
+    export VERITUNE_STEP_TIMES
+    VERITUNE_STEPS_OWNER=$$
+    VERITUNE_STEPS_START=$(date +%s)
+fi
+
+step() {
+    local name=$1 start status=0
+    shift
+    start=$(date +%s)
+    echo "==> $name"
+    "$@" || status=$?
+    local took=$(($(date +%s) - start))
+    printf '%s\t%s\t%s\n' "$name" "$took" "$status" >>"$VERITUNE_STEP_TIMES"
+    if [ "$status" -eq 0 ]; then
+        echo "<== $name: ${took} s"
+    else
+        echo "<== $name: ${took} s, FAILED (exit $status)"
+    fi
+    return "$status"
+}
+
+# Prints the table of steps (only in the script that created the file).
+steps_table() {
+    [ "${VERITUNE_STEPS_OWNER:-}" = "$$" ] || return 0
+    [ -s "$VERITUNE_STEP_TIMES" ] || return 0
+    echo
+    echo "Step times (wall clock, seconds):"
+    awk -F'\t' '{ printf "  %-44s %6d%s\n", $1, $2, ($3 == 0 ? "" : "  FAILED"); total += $2 }
+        END { printf "  %-44s %6d  (%d min %d s)\n", "total of the steps", total, total / 60, total % 60 }' \
+        "$VERITUNE_STEP_TIMES"
+    local wall=$(($(date +%s) - VERITUNE_STEPS_START))
+    printf '  %-44s %6d  (%d min %d s)\n' "wall clock, start to end" "$wall" $((wall / 60)) $((wall % 60))
+    rm -f "$VERITUNE_STEP_TIMES"
+}
+trap steps_table EXIT
