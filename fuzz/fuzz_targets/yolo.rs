@@ -1,5 +1,5 @@
 //! The YOLO reader never panics; what it accepts has valid boxes inside
-//! their images and known classes, and writing it out does not panic.
+//! their images and known classes, and writing it out reads back the same.
 //!
 //! The input is a label file for a 640x480 image `x.png`, optionally
 //! preceded by its class list and a line `---`.
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     veritune_fuzz::assert_boxes_inside(&set);
-    if let Ok(files) = write_yolo(&set) {
-        let _ = read_yolo(&files[0], &images, &files[1..]);
-    }
+    let files = write_yolo(&set).expect("an accepted set is writable");
+    let again = read_yolo(&files[0], &images, &files[1..]).expect("own output reads back");
+    veritune_fuzz::assert_reads_back(&again, &set);
 });

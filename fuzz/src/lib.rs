@@ -44,3 +44,25 @@ pub fn assert_inside(boxes: &[geometry::LabeledBox], width: u32, height: u32, cl
         assert!(labeled.class < classes);
     }
 }
+
+/// Panics unless `again` (a label set written out and read back) has the
+/// same classes, images and boxes as `set`; coordinates may differ by the
+/// rounding of a text format (a thousandth of a pixel).
+pub fn assert_reads_back(again: &formats::LabelSet, set: &formats::LabelSet) {
+    assert_eq!(again.class_names, set.class_names);
+    assert_eq!(again.images.len(), set.images.len());
+    for (read, written) in again.images.iter().zip(&set.images) {
+        assert_eq!(
+            (&read.file_name, read.width, read.height),
+            (&written.file_name, written.width, written.height)
+        );
+        assert_eq!(read.boxes.len(), written.boxes.len(), "{}", written.file_name);
+        for (r, w) in read.boxes.iter().zip(&written.boxes) {
+            assert_eq!(r.class, w.class);
+            let (r, w) = (r.bbox, w.bbox);
+            for (a, b) in [(r.x0, w.x0), (r.y0, w.y0), (r.x1, w.x1), (r.y1, w.y1)] {
+                assert!((a - b).abs() <= 1e-3, "{r:?} read back from {w:?}");
+            }
+        }
+    }
+}

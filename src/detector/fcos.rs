@@ -561,8 +561,8 @@ mod tests {
     }
 
     #[test]
-    fn negative_regions_change_the_loss_only_where_assigned() {
-        let device = Device::flex();
+    fn negative_regions_are_trained_as_background_without_box_loss() {
+        let device = Device::flex().autodiff();
         let model = tiny().init(&device);
         let images =
             Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
@@ -571,23 +571,49 @@ mod tests {
             class: 0,
         };
         let plain = TrainingTarget::from_ground_truth(&[object]);
-        let with_negative = TrainingTarget {
+        let rejected = TrainingTarget {
             positives: vec![object],
-            negatives: vec![BBox::new(8.0, 8.0, 40.0, 40.0)],
+            negatives: vec![object.bbox],
             trained_classes: None,
         };
-        let value = |t: &TrainingTarget| -> (f32, f32) {
-            let loss = model.loss(model.forward(images.clone()), std::slice::from_ref(t));
+        let background = TrainingTarget::from_ground_truth(&[]);
+        // The regression loss, and the gradient of the classification loss
+        // with respect to the class logits `[classes, locations]`.
+        let train = |target: &TrainingTarget| -> (f32, Vec<f32>) {
+            let mut output = model.forward(images.clone());
+            let logits = output.class_logits.detach().require_grad();
+            output.class_logits = logits.clone();
+            let loss = model.loss(output, std::slice::from_ref(target));
+            let grads = loss.classification.backward();
+            let gradient = logits.grad(&grads).expect("logits gradient");
             (
-                loss.classification.into_scalar(),
                 loss.regression.into_scalar(),
+                gradient.into_data().try_to_vec::<f32>().expect("f32"),
             )
         };
-        let (cls_plain, reg_plain) = value(&plain);
-        let (cls_neg, reg_neg) = value(&with_negative);
+        let (reg_plain, grad_plain) = train(&plain);
+        let (reg_rejected, grad_rejected) = train(&rejected);
+        let (_, grad_background) = train(&background);
         assert!(reg_plain > 0.0);
         // Every location of the object is suppressed: no box loss is left.
-        assert_eq!(reg_neg, 0.0);
-        assert!(cls_plain != cls_neg);
+        assert_eq!(reg_rejected, 0.0);
+        // The plain target trains some locations toward class 0 (a negative
+        // gradient raises its logit); the rejected box trains exactly those
+        // toward background, like an image with no object at all.
+        let locations = grad_plain.len() / 2;
+        let assigned: Vec<usize> = (0..locations).filter(|&i| grad_plain[i] < 0.0).collect();
+        assert!(!assigned.is_empty(), "the object has positive locations");
+        for &i in &assigned {
+            for class in 0..2 {
+                let at = class * locations + i;
+                assert!(grad_rejected[at] > 0.0, "location {i}, class {class}");
+            }
+        }
+        for (at, (r, b)) in grad_rejected.iter().zip(&grad_background).enumerate() {
+            assert!(
+                (r - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{at}: {r} against {b}"
+            );
+        }
     }
 }

@@ -944,8 +944,8 @@ mod tests {
     }
 
     #[test]
-    fn negative_regions_remove_the_box_loss_of_their_locations() {
-        let device = Device::flex();
+    fn negative_regions_are_trained_as_background_without_box_loss() {
+        let device = Device::flex().autodiff();
         let model = small().init(&device);
         let images =
             Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
@@ -959,18 +959,76 @@ mod tests {
             negatives: vec![object.bbox],
             trained_classes: None,
         };
-        let value = |t: &TrainingTarget| -> (f32, f32) {
-            let loss = model.loss(model.forward(images.clone()), std::slice::from_ref(t));
-            (
-                loss.classification.into_scalar(),
-                loss.regression.into_scalar(),
-            )
+        let background = TrainingTarget::from_ground_truth(&[]);
+        // The regression loss, and the gradient of the classification loss
+        // with respect to the class logits, per level `[classes, locations]`.
+        let train = |target: &TrainingTarget| -> (f32, Vec<Vec<f32>>) {
+            let mut output = model.forward(images.clone());
+            // Class logits of -4 (scores of 0.018): below any positive's
+            // quality target, so a positive is pushed up, background down.
+            output.levels = output
+                .levels
+                .into_iter()
+                .map(|level| {
+                    let [batch, channels, rows, cols] = level.dims();
+                    let low = Tensor::full([batch, 2, rows, cols], -4.0, &level.device());
+                    Tensor::cat(vec![low, level.narrow(1, 2, channels - 2)], 1)
+                        .detach()
+                        .require_grad()
+                })
+                .collect();
+            let levels = output.levels.clone();
+            let loss = model.loss(output, std::slice::from_ref(target));
+            let grads = loss.classification.backward();
+            let gradients = levels
+                .iter()
+                .map(|level| {
+                    let [_, _, rows, cols] = level.dims();
+                    level
+                        .grad(&grads)
+                        .expect("level gradient")
+                        .narrow(1, 0, 2)
+                        .reshape([2 * rows * cols])
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32")
+                })
+                .collect();
+            (loss.regression.into_scalar(), gradients)
         };
-        let (cls_plain, reg_plain) = value(&plain);
-        let (cls_neg, reg_neg) = value(&rejected);
+        let (reg_plain, grad_plain) = train(&plain);
+        let (reg_rejected, grad_rejected) = train(&rejected);
+        let (_, grad_background) = train(&background);
         assert!(reg_plain > 0.0 && reg_plain.is_finite());
-        assert_eq!(reg_neg, 0.0);
-        assert!(cls_plain.is_finite() && cls_neg.is_finite() && cls_plain != cls_neg);
+        assert_eq!(reg_rejected, 0.0);
+        // The plain target trains some locations toward class 1 (a negative
+        // gradient raises its logit); the rejected box trains exactly those
+        // toward background, like an image with no object at all.
+        let mut assigned = 0;
+        for (level, plain) in grad_plain.iter().enumerate() {
+            let locations = plain.len() / 2;
+            for i in (0..locations).filter(|&i| plain[locations + i] < 0.0) {
+                assigned += 1;
+                for class in 0..2 {
+                    let at = class * locations + i;
+                    assert!(
+                        grad_rejected[level][at] > 0.0,
+                        "level {level}, location {i}, class {class}"
+                    );
+                }
+            }
+        }
+        assert!(assigned > 0, "the object has positive locations");
+        for (level, (rejected, background)) in
+            grad_rejected.iter().zip(&grad_background).enumerate()
+        {
+            for (at, (r, b)) in rejected.iter().zip(background).enumerate() {
+                assert!(
+                    (r - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "level {level}, {at}: {r} against {b}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //   VERITUNE_TIMEOUT_MS        waits for page states (default 180000).
 //   VERITUNE_TRAIN_TIMEOUT_MS  waits for training to finish (default 900000).
 // The page under test is the real build (scripts/build-web puts it in www/).
+import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -192,6 +193,16 @@ export function dataCarryingRequests(requests, privateNames = []) {
     const decoded = decodeURIComponent(u.pathname + u.search);
     return privateNames.some((name) => decoded.includes(name));
   });
+}
+
+/**
+ * Fails unless the browser made requests, none left the server on 127.0.0.1
+ * and none could carry the user's data (`privateNames`: their file names).
+ */
+export function assertStaysLocal(browser, server, privateNames = []) {
+  assert.ok(browser.requests.length > 0, 'requests were recorded');
+  assert.deepEqual(foreignRequests(browser.requests, server.port), []);
+  assert.deepEqual(dataCarryingRequests(browser.requests, privateNames), []);
 }
 
 /** Text of the page's error area (role=alert), '' when empty. */

@@ -13,6 +13,7 @@ import {
   TRAIN_MS,
   WAIT_MS,
   appUrl,
+  assertStaysLocal,
   cliPredict,
   counters,
   downloadsOf,
@@ -137,6 +138,7 @@ describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () =
     assert.ok(predicted[0].candidates.length > 0);
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
+    assertStaysLocal(browser, server);
   });
 
   test('the small digits model is one choice away and starts its own project', { timeout: 2 * WAIT_MS }, async () => {
@@ -181,5 +183,6 @@ describe('NanoDet on WebGPU', { timeout: 2 * WAIT_MS + TRAIN_MS }, () => {
     t.diagnostic(`NanoDet 320 on the software WebGPU adapter, batch 1 + 1: ${status}`);
     await screenshot(page, 'nanodet-02-webgpu-trained.png');
     assert.equal(await pageErrors(page), '');
+    assertStaysLocal(browser, server);
   });
 });

@@ -11,9 +11,8 @@ import {
   TRAIN_MS,
   WAIT_MS,
   appUrl,
+  assertStaysLocal,
   counters,
-  dataCarryingRequests,
-  foreignRequests,
   pageErrors,
   startSuite,
   stopSuite,
@@ -66,9 +65,7 @@ describe('privacy', { timeout: 3 * WAIT_MS + TRAIN_MS }, () => {
     await page.waitForFunction((n) => Number(document.getElementById('count-samples').textContent) === n, seen.samples);
     assert.ok((await page.locator('#thumbs .thumb').allInnerTexts()).some((t) => t.includes(`${PRIVATE}.png`)));
 
-    assert.ok(browser.requests.length > 0, 'requests were recorded');
-    assert.deepEqual(foreignRequests(browser.requests, server.port), []);
-    assert.deepEqual(dataCarryingRequests(browser.requests, [PRIVATE]), []);
+    assertStaysLocal(browser, server, [PRIVATE]);
     assert.deepEqual(browser.consoleErrors, []);
     await page.close();
   });
