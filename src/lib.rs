@@ -3,12 +3,14 @@
 //! The method is specified in `METHOD.md` (shipped in the steering repository as
 //! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
 
+pub mod augment;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod benchmark;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dataset;
 pub mod detector;
 pub mod evaluate;
+pub mod fidelity;
 pub mod formats;
 pub mod geometry;
 pub mod history;
@@ -22,6 +24,7 @@ pub mod project_file;
 pub mod sample;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod scenes;
+pub mod schedule;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
 pub mod simulate;

@@ -26,6 +26,9 @@ use veritune::detector::fcos::FcosConfig;
 use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
+use veritune::fidelity::{
+    Asked, FidelityConfig, Tally, VerdictCheck, check_image, history_agreement, verdicts_honored,
+};
 use veritune::formats::{Format, LabelSet, class_map, labels_from_verdicts};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
@@ -38,7 +41,7 @@ use veritune::sample::Sample;
 use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::tfjs::GraphModel;
-use veritune::trainer::{Control, TrainConfig, train};
+use veritune::trainer::{Control, StepRecord, TrainConfig, train};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
 use veritune::weights::{
     AnyDetector, StoredDetector, WeightsFormat, load_detector, load_fcos, read_spec, save_detector,
@@ -450,6 +453,7 @@ fn run(cli: Cli) -> CliResult {
                     MixScope::All
                 },
                 seed,
+                ..TrainConfig::default()
             };
             let targets = match (verdicts, simulate_user) {
                 (Some(path), _) => TargetSource::Verdicts(path),
@@ -1039,12 +1043,20 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
         score_threshold: args.threshold,
         ..TargetConfig::default()
     };
-    let targets: Vec<TrainingTarget> = match &args.targets {
+    // What the user said of each image (the ground truth counts as drawn
+    // boxes), then the training targets built from it.
+    let (verdicts, targets): (Vec<ImageVerdicts>, Vec<TrainingTarget>) = match &args.targets {
         TargetSource::GroundTruth => set
             .images
             .iter()
-            .map(|i| TrainingTarget::from_ground_truth(&i.boxes))
-            .collect(),
+            .map(|i| {
+                let verdicts = ImageVerdicts {
+                    drawn: i.boxes.clone(),
+                    ..ImageVerdicts::default()
+                };
+                (verdicts, TrainingTarget::from_ground_truth(&i.boxes))
+            })
+            .unzip(),
         TargetSource::SimulatedUser => {
             let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
             let all = all_candidates(&model, &refs)?;
@@ -1054,14 +1066,19 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
                 .map(|(image, candidates)| {
                     let shown = shown_detections(candidates, args.threshold, NMS_IOU);
                     let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
-                    build_target(&verdicts, candidates, &target_config)
-                        .map_err(|e| format!("{}: {e}", image.file_name))
+                    let target = build_target(&verdicts, candidates, &target_config)
+                        .map_err(|e| format!("{}: {e}", image.file_name))?;
+                    Ok((verdicts, target))
                 })
-                .collect::<Result<_, _>>()?
+                .collect::<Result<Vec<_>, String>>()?
+                .into_iter()
+                .unzip()
         }
         TargetSource::Verdicts(path) => {
             let verdicts = read_verdicts(path).map_err(|e| e.to_string())?;
             targets_from_verdicts(&model, &set.images, &verdicts, &target_config, path)?
+                .into_iter()
+                .unzip()
         }
     };
     let transfer: Vec<Sample> = set
@@ -1071,10 +1088,11 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
         .map(|(image, target)| Sample::new(&image.image, target, &spec))
         .collect();
     let mut history = HistoryLibrary::new(HistoryConfig::default());
+    let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
-        let history_set = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
-        let history_set = matched_to_model(history_set, &model, annotations)?;
-        let members: Vec<Sample> = history_set
+        let read = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
+        let library = history_set.insert(matched_to_model(read, &model, annotations)?);
+        let members: Vec<Sample> = library
             .images
             .iter()
             .map(|i| Sample::from_ground_truth(&i.image, &i.boxes, &spec))
@@ -1128,24 +1146,175 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
         );
     }
     write_model(&outcome.model, args.output)?;
-    if let Some(path) = args.records {
-        write_json(&outcome.records, Some(path))?;
-    }
     eprintln!(
         "veritune: {} steps, adapted weights written to {}",
         outcome.records.len(),
         args.output.display()
     );
+    let fidelity = fidelity_report(
+        &outcome.model,
+        &set,
+        &verdicts,
+        history_set.as_ref(),
+        args.threshold,
+    )?;
+    fidelity.print(&spec.class_names);
+    if let Some(path) = args.records {
+        write_json(
+            &FinetuneRecords {
+                steps: &outcome.records,
+                fidelity: &fidelity,
+            },
+            Some(path),
+        )?;
+    }
     Ok(())
 }
 
+/// What `finetune --records` writes: every step, then the fidelity check.
+#[derive(Serialize)]
+struct FinetuneRecords<'a> {
+    steps: &'a [StepRecord],
+    fidelity: &'a FidelityReport,
+}
+
+/// The verdicts honored by the adapted model on the reviewed images, and how
+/// many of the history library's boxes it still shows.
+#[derive(Serialize)]
+struct FidelityReport {
+    verdicts_honored: Tally,
+    /// Absent without a history library.
+    history_agreement: Option<Tally>,
+    /// Per image, the verdicts not honored (boxes in the image file's pixels).
+    not_honored: Vec<ImageNotHonored>,
+}
+
+#[derive(Serialize)]
+struct ImageNotHonored {
+    file: String,
+    verdicts: Vec<VerdictCheck>,
+}
+
+impl FidelityReport {
+    /// Prints the two figures, then each verdict not honored yet.
+    fn print(&self, class_names: &[String]) {
+        let honored = self.verdicts_honored;
+        let history = match self.history_agreement {
+            Some(kept) => format!(
+                ", history kept {:.0} % ({} of {} boxes)",
+                100.0 * kept.fraction(),
+                kept.passed,
+                kept.total
+            ),
+            None => String::new(),
+        };
+        eprintln!(
+            "veritune: {} of {} verdicts honored{history}",
+            honored.passed, honored.total
+        );
+        for image in &self.not_honored {
+            for check in &image.verdicts {
+                let b = check.label.bbox;
+                let what = match check.asked {
+                    Asked::Confirmed => "confirmed box not shown",
+                    Asked::Corrected => "corrected box not shown",
+                    Asked::Rejected => "rejected box still shown",
+                    Asked::Drawn => "drawn box not shown",
+                };
+                eprintln!(
+                    "  {}: {what}: {} at ({:.0}, {:.0})-({:.0}, {:.0})",
+                    image.file,
+                    class_names
+                        .get(check.label.class)
+                        .map_or("?", String::as_str),
+                    b.x0,
+                    b.y0,
+                    b.x1,
+                    b.y1
+                );
+            }
+        }
+    }
+}
+
+/// Checks the adapted `model` against the verdicts on `set`'s images and, with
+/// a history library, against its boxes (both in the pixels of the loaded
+/// images, reported in the files' pixels).
+fn fidelity_report<M: Detector>(
+    model: &M,
+    set: &AnnotatedSet,
+    verdicts: &[ImageVerdicts],
+    history: Option<&AnnotatedSet>,
+    threshold: f32,
+) -> Result<FidelityReport, String> {
+    let config = FidelityConfig {
+        score_threshold: threshold,
+        ..FidelityConfig::default()
+    };
+    let shown_on = |images: &[AnnotatedImage]| -> Result<Vec<Vec<Detection>>, String> {
+        let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
+        Ok(all_candidates(model, &refs)?
+            .iter()
+            .map(|c| shown_detections(c, threshold, NMS_IOU))
+            .collect())
+    };
+    let shown = shown_on(&set.images)?;
+    let checks: Vec<Vec<VerdictCheck>> = verdicts
+        .iter()
+        .zip(&shown)
+        .map(|(v, shown)| check_image(v, shown, &config))
+        .collect();
+    let not_honored = set
+        .images
+        .iter()
+        .zip(&checks)
+        .filter_map(|(image, checks)| {
+            let (sx, sy) = file_scale(image.file_size, &image.image);
+            let verdicts: Vec<VerdictCheck> = checks
+                .iter()
+                .filter(|c| !c.honored)
+                .map(|c| VerdictCheck {
+                    label: LabeledBox {
+                        bbox: c.label.bbox.scale(1.0 / sx, 1.0 / sy),
+                        ..c.label
+                    },
+                    ..*c
+                })
+                .collect();
+            (!verdicts.is_empty()).then(|| ImageNotHonored {
+                file: image.file_name.clone(),
+                verdicts,
+            })
+        })
+        .collect();
+    let history_agreement = match history {
+        Some(history) => {
+            let labels: Vec<Vec<LabeledBox>> =
+                history.images.iter().map(|i| i.boxes.clone()).collect();
+            Some(history_agreement(
+                &labels,
+                &shown_on(&history.images)?,
+                &config,
+            ))
+        }
+        None => None,
+    };
+    Ok(FidelityReport {
+        verdicts_honored: verdicts_honored(checks.iter().map(Vec::as_slice)),
+        history_agreement,
+        not_honored,
+    })
+}
+
+/// The verdicts of each image, fitted and scaled to its loaded pixels, with
+/// the training target built from them.
 fn targets_from_verdicts<M: Detector>(
     model: &M,
     images: &[AnnotatedImage],
     verdicts: &BTreeMap<String, ImageVerdicts>,
     config: &TargetConfig,
     path: &Path,
-) -> Result<Vec<TrainingTarget>, String> {
+) -> Result<Vec<(ImageVerdicts, TrainingTarget)>, String> {
     let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
     let all = all_candidates(model, &refs)?;
     let classes = model.spec().class_names.len();
@@ -1164,7 +1333,8 @@ fn targets_from_verdicts<M: Detector>(
                 .fit_to_image(width as f32, height as f32, classes)
                 .map_err(in_this_file)?
                 .scaled(sx, sy);
-            build_target(&verdict, candidates, config).map_err(in_this_file)
+            let target = build_target(&verdict, candidates, config).map_err(in_this_file)?;
+            Ok((verdict, target))
         })
         .collect()
 }

@@ -66,11 +66,46 @@ fn init_predict_finetune_eval() {
         std::fs::read(&adapted).unwrap(),
         std::fs::read(&model).unwrap()
     );
-    let steps: serde_json::Value =
+    let records: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    let steps = &records["steps"];
     assert_eq!(steps.as_array().map(Vec::len), Some(4));
     assert!(steps[0]["history_loss"].is_number());
     assert!(steps[0]["mix"]["similarity"].is_number());
+    // The fidelity check of the adapted model: the simulated user's verdicts
+    // and the history library's boxes, counted as the CLI printed them.
+    let fidelity = &records["fidelity"];
+    let (honored, verdicts) = (
+        &fidelity["verdicts_honored"]["passed"],
+        &fidelity["verdicts_honored"]["total"],
+    );
+    assert!(verdicts.as_u64() > Some(0), "{fidelity}");
+    let (kept, boxes) = (
+        &fidelity["history_agreement"]["passed"],
+        &fidelity["history_agreement"]["total"],
+    );
+    assert!(boxes.as_u64() > Some(0), "{fidelity}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{honored} of {verdicts} verdicts honored, history kept"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("({kept} of {boxes} boxes)")),
+        "{stderr}"
+    );
+    let not_honored: u64 = fidelity["not_honored"]
+        .as_array()
+        .expect("not honored per image")
+        .iter()
+        .map(|image| image["verdicts"].as_array().map_or(0, |v| v.len() as u64))
+        .sum();
+    assert_eq!(
+        not_honored,
+        verdicts.as_u64().unwrap() - honored.as_u64().unwrap()
+    );
 
     let out = veritune(&[
         "eval",

@@ -301,7 +301,7 @@ fn finetuning_at_320_trains_the_head_and_keeps_a_frozen_backbone() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
-    let records = records.as_array().unwrap();
+    let records = records["steps"].as_array().unwrap();
     assert_eq!(records.len(), 2);
     for record in records {
         println!("step {}: loss {}", record["step"], record["transfer_loss"]);
