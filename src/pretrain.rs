@@ -13,6 +13,7 @@ use crate::detector::fcos::{Fcos, FcosConfig};
 use crate::evaluate::{MAP_IOU, evaluate};
 use crate::sample::Sample;
 use crate::scenes::{DIGIT_CLASSES, Scenario, SceneGenerator, ScenesError, Split};
+use crate::schedule::Schedule;
 use crate::trainer::loss_and_gradients;
 
 /// Settings of a pretraining run.
@@ -65,18 +66,6 @@ pub struct PretrainManifest {
     pub final_loss: f64,
 }
 
-/// The learning rate at `step` of `steps`: linear warm-up over the first 3%,
-/// then a cosine from `peak` down to `peak / 100`.
-pub fn learning_rate(step: usize, steps: usize, peak: f64) -> f64 {
-    let warmup = (steps * 3 / 100).max(1);
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
-    }
-    let progress = (step - warmup) as f64 / (steps - warmup).max(1) as f64;
-    let floor = peak / 100.0;
-    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-}
-
 /// Seed of the held-out scenes used to measure a model.
 pub fn eval_seed(seed: u64) -> u64 {
     seed + 1
@@ -121,7 +110,7 @@ pub fn pretrain(
         let (loss, grads) = loss_and_gradients(&model, &refs, &device);
         let loss: f32 = loss.into_scalar();
         if loss.is_finite() {
-            let lr = learning_rate(step, config.steps, config.learning_rate);
+            let lr = Schedule::WarmupCosine.learning_rate(step, config.steps, config.learning_rate);
             model = optimizer.step(lr, model, grads);
         }
         if recent.len() == 100 {
@@ -154,18 +143,4 @@ pub fn scenario_map<M: Detector>(
         .collect();
     let report = pollster::block_on(evaluate(model, &pairs, 8, MAP_IOU, |_| {}))?;
     Ok(report.mean)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn learning_rate_warms_up_then_decays_to_a_hundredth() {
-        let peak = 1e-3;
-        assert!(learning_rate(0, 1000, peak) < learning_rate(20, 1000, peak));
-        assert!((learning_rate(29, 1000, peak) - peak).abs() < 1e-9);
-        assert!(learning_rate(500, 1000, peak) < peak);
-        assert!((learning_rate(999, 1000, peak) - peak / 100.0).abs() < 1e-6);
-    }
 }

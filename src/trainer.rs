@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use burn::module::ParamId;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -17,6 +17,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::augment::{AugmentConfig, Augmenter};
 use crate::detector::{Detector, model_device};
 use crate::history::{
     Candidate, HistoryError, HistoryLibrary, HistoryPolicy, Selection, select_gradient_based,
@@ -26,6 +27,7 @@ use crate::mixing::{
     MixRecord, MixScope, MixingRule, gradient_stats, mix, param_ids, stats_from_values,
 };
 use crate::sample::{Sample, batch};
+use crate::schedule::Schedule;
 
 /// Settings of a round of transfer training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,8 +42,18 @@ pub struct TrainConfig {
     pub rule: MixingRule,
     /// Which parameters the similarity is computed over (default: all).
     pub scope: MixScope,
-    /// Seed of the per-epoch shuffles.
+    /// Seed of the per-epoch shuffles and of the augmentation.
     pub seed: u64,
+    /// How the learning rate moves over the round (default: constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// AdamW's decoupled weight decay; 0 keeps plain Adam (the default).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Augmentation of the transfer samples, drawn anew every epoch (default:
+    /// none). History samples are replayed as they are.
+    #[serde(default)]
+    pub augment: AugmentConfig,
 }
 
 impl Default for TrainConfig {
@@ -53,6 +65,9 @@ impl Default for TrainConfig {
             rule: MixingRule::Symmetric,
             scope: MixScope::All,
             seed: 0,
+            schedule: Schedule::Constant,
+            weight_decay: 0.0,
+            augment: AugmentConfig::none(),
         }
     }
 }
@@ -183,7 +198,13 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
         order.shuffle(&mut rng);
         Ok(Self {
             model: Some(model),
-            optimizer: AdamConfig::new().init(),
+            optimizer: if config.weight_decay > 0.0 {
+                AdamWConfig::new()
+                    .with_weight_decay(config.weight_decay as f32)
+                    .init()
+            } else {
+                AdamConfig::new().init()
+            },
             config,
             transfer,
             history,
@@ -235,10 +256,26 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
         }
         let batch_size = self.config.batch_size;
         let end = (self.position + batch_size).min(self.order.len());
-        let transfer: Vec<&Sample> = self.order[self.position..end]
-            .iter()
-            .map(|&i| &self.transfer[i])
-            .collect();
+        let augmenter = Augmenter {
+            config: self.config.augment,
+            seed: self.config.seed,
+        };
+        let augmented: Vec<Sample> = if augmenter.config.is_active() {
+            self.order[self.position..end]
+                .iter()
+                .map(|&i| augmenter.augment(self.transfer, i, self.epoch))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let transfer: Vec<&Sample> = if augmented.is_empty() {
+            self.order[self.position..end]
+                .iter()
+                .map(|&i| &self.transfer[i])
+                .collect()
+        } else {
+            augmented.iter().collect()
+        };
         let indices = if self.config.rule.needs_history() {
             self.history.next_batch_indices(batch_size)
         } else {
@@ -301,7 +338,12 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
             model
         } else {
             let mixed = mix(&model, g_t, g_h, weights);
-            self.optimizer.step(self.config.learning_rate, model, mixed)
+            let learning_rate = self.config.schedule.learning_rate(
+                self.step,
+                self.total_steps(),
+                self.config.learning_rate,
+            );
+            self.optimizer.step(learning_rate, model, mixed)
         });
 
         let record = StepRecord {

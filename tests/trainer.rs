@@ -6,10 +6,12 @@ mod common;
 
 use burn::tensor::Device;
 use common::{Scene, parameters, samples, tiny_detector};
+use veritune::augment::AugmentConfig;
 use veritune::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use veritune::image::Image;
 use veritune::mixing::{MixScope, MixingRule};
 use veritune::sample::Sample;
+use veritune::schedule::Schedule;
 use veritune::trainer::{
     Control, SkipReason, TrainConfig, TrainError, TrainingRun, train, update_history,
 };
@@ -22,6 +24,7 @@ fn config(rule: MixingRule) -> TrainConfig {
         rule,
         scope: MixScope::All,
         seed: 7,
+        ..TrainConfig::default()
     }
 }
 
@@ -89,10 +92,68 @@ fn the_same_seed_gives_the_same_model_and_cancelling_keeps_the_last_step() {
     assert!(cancelled.cancelled);
     assert_eq!(cancelled.records.len(), 2);
     assert_eq!(cancelled.records, full_a.records[..2].to_vec());
-    // The model after cancelling is the model of step 2, not a mixture: one
-    // more identical step from it would follow the full run's record.
-    assert_ne!(parameters(&cancelled.model), parameters(&start));
+    // The model after cancelling is the model of step 2: the same as a run
+    // of exactly two steps (one epoch of two batches), and neither step 1's
+    // nor the full run's.
+    let mut two_steps = config(MixingRule::Symmetric);
+    two_steps.epochs = 1;
+    let exactly_two = train(
+        start.clone(),
+        two_steps,
+        &transfer,
+        &mut history(),
+        |_, _| Control::Continue,
+    )
+    .expect("trains");
+    assert_eq!(exactly_two.records.len(), 2);
+    assert_eq!(parameters(&cancelled.model), parameters(&exactly_two.model));
+    assert_ne!(parameters(&cancelled.model), parameters(&run(1).model));
     assert_ne!(parameters(&cancelled.model), parameters(&full_a.model));
+}
+
+#[test]
+fn augmentation_schedule_and_weight_decay_each_change_training_repeatably() {
+    let device = Device::flex().autodiff();
+    let transfer = samples(Scene::New, 8, 4);
+    let start = tiny_detector(&device);
+    let run = |cfg: TrainConfig| {
+        train(start.clone(), cfg, &transfer, &mut history(), |_, _| {
+            Control::Continue
+        })
+        .expect("trains")
+    };
+    let plain = run(config(MixingRule::Symmetric));
+    let augmented = TrainConfig {
+        augment: AugmentConfig {
+            scale: 0.2,
+            translate: 0.1,
+            brightness: 0.2,
+            hue: 0.05,
+            mosaic: 0.5,
+            copy_paste: 0.5,
+            ..AugmentConfig::none()
+        },
+        ..config(MixingRule::Symmetric)
+    };
+    let (a, b) = (run(augmented.clone()), run(augmented));
+    assert_eq!(parameters(&a.model), parameters(&b.model), "seeded");
+    // The first step already sees other pixels and boxes.
+    assert_ne!(a.records[0].transfer_loss, plain.records[0].transfer_loss);
+
+    // Warm-up and cosine: the same first step (one warm-up step at the peak),
+    // then smaller steps.
+    let cosine = run(TrainConfig {
+        schedule: Schedule::WarmupCosine,
+        ..config(MixingRule::Symmetric)
+    });
+    assert_eq!(cosine.records[..2], plain.records[..2]);
+    assert_ne!(parameters(&cosine.model), parameters(&plain.model));
+
+    let decayed = run(TrainConfig {
+        weight_decay: 0.05,
+        ..config(MixingRule::Symmetric)
+    });
+    assert_ne!(parameters(&decayed.model), parameters(&plain.model));
 }
 
 #[test]
