@@ -19,6 +19,8 @@ import { TargetClassPicker } from './target-classes.js';
 
 const params = new URLSearchParams(location.search);
 const PREFER_WEBGPU = params.get('backend') !== 'cpu';
+/** `?samples=N` opens only the model's first N sample images (a quicker start); all of them otherwise. */
+const SAMPLE_LIMIT = /^[1-9][0-9]*$/.test(params.get('samples') ?? '') ? Number(params.get('samples')) : Infinity;
 /** The wasm module, and the chosen model's files (set at start from models.json). */
 const ASSETS = { pkg: './pkg/veritune.js', model: '', transfer: '', history: '' };
 
@@ -2281,8 +2283,9 @@ async function fetchJson(url, what) {
 }
 
 async function loadTransferSamples() {
-  const names = await fetchJson(`${ASSETS.transfer}index.json`, 'the list of sample images');
-  if (!Array.isArray(names)) throw new Error('The list of sample images is not an array of file names');
+  const listed = await fetchJson(`${ASSETS.transfer}index.json`, 'the list of sample images');
+  if (!Array.isArray(listed)) throw new Error('The list of sample images is not an array of file names');
+  const names = listed.slice(0, SAMPLE_LIMIT);
   for (let k = 0; k < names.length; k++) {
     const name = String(names[k]);
     setStatus(`Loading sample image ${k + 1} of ${names.length}: ${name}`, { progress: k / names.length });

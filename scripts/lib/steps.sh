@@ -2,8 +2,10 @@
 #
 # `step NAME COMMAND...` runs COMMAND, prints its wall time, and appends
 # "NAME<TAB>SECONDS<TAB>STATUS" to $VERITUNE_STEP_TIMES (a file the outermost
-# script creates), so a slow step shows in every log. `steps_table` prints
-# the file as a table with the total.
+# script creates), so a slow step shows in every log. `background NAME
+# COMMAND...` runs a step alongside what follows, its output kept until
+# `await_step NAME` prints it and returns its status. `steps_table` prints
+# the steps as a table with their sum and the wall clock from start to end.
 
 if [ -z "${VERITUNE_STEP_TIMES:-}" ]; then
     VERITUNE_STEP_TIMES=$(mktemp)
@@ -11,6 +13,8 @@ if [ -z "${VERITUNE_STEP_TIMES:-}" ]; then
     VERITUNE_STEPS_OWNER=$$
     VERITUNE_STEPS_START=$(date +%s)
 fi
+STEP_LOGS=$(mktemp -d)
+declare -A STEP_PIDS
 
 step() {
     local name=$1 start status=0
@@ -28,14 +32,33 @@ step() {
     return "$status"
 }
 
+step_log() {
+    echo "$STEP_LOGS/${1//[^A-Za-z0-9]/_}.log"
+}
+
+background() {
+    local name=$1
+    shift
+    step "& $name" "$@" >"$(step_log "$name")" 2>&1 &
+    STEP_PIDS[$name]=$!
+}
+
+await_step() {
+    local name=$1 status=0
+    wait "${STEP_PIDS[$name]}" || status=$?
+    cat "$(step_log "$name")"
+    return "$status"
+}
+
 # Prints the table of steps (only in the script that created the file).
 steps_table() {
+    rm -rf "$STEP_LOGS"
     [ "${VERITUNE_STEPS_OWNER:-}" = "$$" ] || return 0
     [ -s "$VERITUNE_STEP_TIMES" ] || return 0
     echo
-    echo "Step times (wall clock, seconds):"
+    echo "Step times (wall clock, seconds; steps marked & ran alongside others):"
     awk -F'\t' '{ printf "  %-44s %6d%s\n", $1, $2, ($3 == 0 ? "" : "  FAILED"); total += $2 }
-        END { printf "  %-44s %6d  (%d min %d s)\n", "total of the steps", total, total / 60, total % 60 }' \
+        END { printf "  %-44s %6d  (%d min %d s)\n", "sum of the steps", total, total / 60, total % 60 }' \
         "$VERITUNE_STEP_TIMES"
     local wall=$(($(date +%s) - VERITUNE_STEPS_START))
     printf '  %-44s %6d  (%d min %d s)\n' "wall clock, start to end" "$wall" $((wall / 60)) $((wall % 60))

@@ -33,6 +33,10 @@ import {
 const SUITE_MS = 2 * WAIT_MS + 4 * TRAIN_MS;
 const shown = (page) => page.locator('#box-list li[data-box^="shown-"]');
 const SAMPLE_IMAGE = join(ROOT, 'www/samples/transfer/transfer-00.png');
+// Each image takes seconds to predict on the software WebGPU adapter, and
+// every image is predicted again after training: the WebGPU suite opens three
+// of the twelve samples (the CPU suite below opens them all).
+const WEBGPU_SAMPLES = 3;
 
 describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   let server;
@@ -59,7 +63,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   after(() => stopSuite({ server, browser }));
 
   test('loads with the backend badge and boxes on the first sample', { timeout: 2 * WAIT_MS }, async () => {
-    await page.goto(appUrl(server.url));
+    await page.goto(appUrl(server.url, { samples: WEBGPU_SAMPLES }));
     await waitForReady(page);
     const badge = (await page.locator('#backend-badge').innerText()).trim();
     assert.equal(badge, 'WebGPU', 'Chromium with --enable-unsafe-webgpu offers WebGPU');
@@ -152,9 +156,13 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
       box.checked = false;
       box.dispatchEvent(new Event('change'));
     });
+    // Batches of two (transfer and history): a step of 2 + 8 images takes
+    // about a minute on the software adapter. The later runs keep the setting.
+    await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();
+    await page.locator('#batch-size').fill('2');
     await trainAndWait(page, { epochs: 1 });
     const status = await page.locator('#train-status').innerText();
-    assert.match(status, /^Finished: \d+ steps? in/, status);
+    assert.match(status, /^Finished: 1 step in/, status);
     console.log(`WebGPU, one epoch: ${status}`);
     const bar = await page.locator('#train-progress').evaluate((el) => [el.value, el.max]);
     assert.ok(bar[1] >= 1 && bar[0] === bar[1], `progress ${bar}`);
@@ -233,6 +241,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
 
   test('opens images by file picker, folder and drop; says which files it cannot open', { timeout: 2 * WAIT_MS }, async () => {
     const before = await page.locator('#thumbs .thumb').count();
+    assert.equal(before, WEBGPU_SAMPLES, '?samples=3 opened the first three sample images, nothing more');
     const samples = join(ROOT, 'www/samples/transfer');
     await page.locator('#file-input').setInputFiles([join(samples, 'transfer-03.png')]);
     await page.waitForFunction((n) => document.querySelectorAll('#thumbs .thumb').length === n + 1, before);
@@ -309,7 +318,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   test('?backend=cpu asks for the CPU backend', { timeout: 2 * WAIT_MS }, async () => {
     const cpu = await browser.context.newPage();
     try {
-      await cpu.goto(appUrl(server.url, { backend: 'cpu' }));
+      await cpu.goto(appUrl(server.url, { backend: 'cpu', samples: 1 }));
       await waitForReady(cpu);
       assert.match(await cpu.locator('#backend-badge').innerText(), /^CPU \(WebGPU unavailable: .+\)$/);
     } finally {
