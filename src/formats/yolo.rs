@@ -83,6 +83,17 @@ pub enum YoloError {
         /// The 1-based line number.
         line: usize,
     },
+    /// A class name holds a carriage return (a line end of old Mac files, or
+    /// a stray character), which no class list can write back.
+    #[error(
+        "{file}, line {line}: the class name has a carriage return inside it: save the class list with one name per line and ordinary line ends"
+    )]
+    CarriageReturnInClassName {
+        /// The class list file.
+        file: String,
+        /// The 1-based line number.
+        line: usize,
+    },
     /// The class list names a class twice.
     #[error(
         "{file}, line {line}: the class '{name}' is already on line {first}: list each class once"
@@ -164,6 +175,12 @@ pub fn read_class_list(file: &TextFile) -> Result<Vec<String>, YoloError> {
         let line = index + 1;
         if name.is_empty() {
             return Err(YoloError::EmptyClassName {
+                file: file.name.clone(),
+                line,
+            });
+        }
+        if name.contains('\r') {
+            return Err(YoloError::CarriageReturnInClassName {
                 file: file.name.clone(),
                 line,
             });
@@ -383,6 +400,13 @@ mod tests {
         assert_eq!(
             read_class_list(&file("c.txt", "a\n\nb\n")),
             Err(YoloError::EmptyClassName {
+                file: "c.txt".into(),
+                line: 2
+            })
+        );
+        assert_eq!(
+            read_class_list(&file("c.txt", "a\nb\rc\n")),
+            Err(YoloError::CarriageReturnInClassName {
                 file: "c.txt".into(),
                 line: 2
             })
