@@ -66,6 +66,24 @@ impl log::Log for ConsoleLog {
 
 static CONSOLE_LOG: ConsoleLog = ConsoleLog;
 
+unsafe extern "C" {
+    /// The static constructors of the module (burn's kernel registry among
+    /// them), synthesised by the linker.
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once, when the module is instantiated.
+/// Without an explicit call the linker treats the module as a command and
+/// runs every constructor again at the start of every exported function:
+/// each call from JavaScript, down to a `JsValue` handle, cost milliseconds,
+/// and a prediction of the small detector on the CPU took seconds.
+#[wasm_bindgen(start)]
+fn run_constructors() {
+    // SAFETY: called once, by wasm-bindgen's start hook, before any other
+    // export; the constructors only register entries in static tables.
+    unsafe { __wasm_call_ctors() }
+}
+
 /// Sends panic messages to `globalThis.__veritunePanic(message)` (and the
 /// console), and warnings and errors from burn's log to the console.
 #[wasm_bindgen(js_name = installPanicHook)]
