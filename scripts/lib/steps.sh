@@ -4,8 +4,12 @@
 # "NAME<TAB>SECONDS<TAB>STATUS" to $VERITUNE_STEP_TIMES (a file the outermost
 # script creates), so a slow step shows in every log. `background NAME
 # COMMAND...` runs a step alongside what follows, its output kept until
-# `await_step NAME` prints it and returns its status. `steps_table` prints
-# the steps as a table with their sum and the wall clock from start to end.
+# `await_step NAME` prints it and returns its status. `in_pair NAME
+# COMMAND...` is `background` once fewer than two steps run (two steps keep
+# both cores busy where one step uses one); `await_pairs` awaits those steps
+# in the order they started and fails naming the failed ones. `steps_table`
+# prints the steps as a table with their sum and the wall clock from start
+# to end.
 
 if [ -z "${VERITUNE_STEP_TIMES:-}" ]; then
     VERITUNE_STEP_TIMES=$(mktemp)
@@ -48,6 +52,26 @@ await_step() {
     wait "${STEP_PIDS[$name]}" || status=$?
     cat "$(step_log "$name")"
     return "$status"
+}
+
+PAIRED=()
+
+in_pair() {
+    while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
+    background "$@"
+    PAIRED+=("$1")
+}
+
+await_pairs() {
+    local name failed=()
+    for name in "${PAIRED[@]}"; do
+        await_step "$name" || failed+=("$name")
+    done
+    PAIRED=()
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "failed: ${failed[*]}" >&2
+        return 1
+    fi
 }
 
 # Prints the table of steps (only in the script that created the file).

@@ -182,9 +182,8 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     await page.locator('#epochs').fill('50');
     const attempts = await trainAttempts(page);
     await page.locator('#train').click();
-    await page.waitForFunction(() => Number(document.getElementById('train-progress').value) >= 1, null, {
-      timeout: TRAIN_MS,
-    });
+    // Cancel as soon as the run lets it (the first step is under way): the
+    // run stops after that step, each one taking most of a minute here.
     await page.locator('#cancel-train').click();
     await waitTrainingDone(page, attempts);
     const status = await page.locator('#train-status').innerText();

@@ -6,12 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The virtual environment's Python, with `packages` installed (pip
-/// requirement strings) so that `import` (a Python statement) runs.
+/// requirement strings) so that `import` (a Python statement) runs. Holds a
+/// lock on `target/pyenv.lock` while it checks and installs.
 pub fn python_with(packages: &[&str], import: &str) -> PathBuf {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("CARGO_TARGET_TMPDIR lies inside the target folder");
     let venv = target.join("pyenv");
+    // Test binaries run side by side (scripts/test runs two at a time): one
+    // at a time creates the environment and installs into it.
+    let lock =
+        std::fs::File::create(target.join("pyenv.lock")).expect("the target folder is writable");
+    lock.lock()
+        .expect("the Python environment's lock file can be locked");
     let python = if cfg!(windows) {
         venv.join("Scripts").join("python.exe")
     } else {
