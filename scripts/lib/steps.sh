@@ -56,18 +56,8 @@ await_step() {
 
 PAIRED=()
 
-# How many steps started by `in_pair` still run (other background steps
-# are not counted).
-running_pairs() {
-    local name n=0
-    for name in "${PAIRED[@]}"; do
-        ! kill -0 "${STEP_PIDS[$name]}" 2>/dev/null || n=$((n + 1))
-    done
-    echo "$n"
-}
-
 in_pair() {
-    while [ "$(running_pairs)" -ge 2 ]; do wait -n || true; done
+    while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
     background "$@"
     PAIRED+=("$1")
 }
