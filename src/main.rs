@@ -41,7 +41,7 @@ use veritune::sample::Sample;
 use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
 use veritune::simulate::simulated_verdicts;
 use veritune::tfjs::GraphModel;
-use veritune::trainer::{Control, StepRecord, TrainConfig, train};
+use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
 use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
 use veritune::weights::{
     AnyDetector, StoredDetector, WeightsFormat, load_detector, load_fcos, read_spec, save_detector,
@@ -123,9 +123,14 @@ enum Command {
         /// (faster, less memory, and less forgetting with few images).
         #[arg(long)]
         freeze_backbone: bool,
-        /// Epochs over the transfer images.
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
+        /// Epochs over the transfer images. Without it, training goes on
+        /// epoch after epoch until every verdict is honored (checked after
+        /// each epoch), at most --max-epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// The most epochs training runs to honor every verdict (without --epochs).
+        #[arg(long, default_value_t = 30, conflicts_with = "epochs")]
+        max_epochs: usize,
         /// Batch size (transfer and history).
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
@@ -435,6 +440,7 @@ fn run(cli: Cli) -> CliResult {
             head_only,
             freeze_backbone,
             epochs,
+            max_epochs,
             batch_size,
             learning_rate,
             threshold,
@@ -443,7 +449,7 @@ fn run(cli: Cli) -> CliResult {
             records,
         } => {
             let config = TrainConfig {
-                epochs,
+                epochs: epochs.unwrap_or(max_epochs),
                 batch_size,
                 learning_rate,
                 rule,
@@ -469,6 +475,7 @@ fn run(cli: Cli) -> CliResult {
                 history,
                 threshold,
                 freeze_backbone,
+                until_honored: epochs.is_none(),
                 config,
                 output: &output,
                 records: records.as_deref(),
@@ -964,6 +971,9 @@ struct FinetuneArgs<'a> {
     history: Option<(PathBuf, PathBuf)>,
     threshold: f32,
     freeze_backbone: bool,
+    /// Stop after the first epoch that honors every verdict (`config.epochs`
+    /// is then the budget).
+    until_honored: bool,
     config: TrainConfig,
     output: &'a Path,
     records: Option<&'a Path>,
@@ -1105,7 +1115,10 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
         );
     }
     let bar = progress(0, "training");
-    let outcome = train(
+    let budget = args.config.epochs;
+    let mut epoch_checks: Vec<EpochCheck> = Vec::new();
+    let mut check_failed = None;
+    let outcome = train_until(
         model,
         args.config,
         &transfer,
@@ -1131,9 +1144,43 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
             bar.inc(1);
             Control::Continue
         },
+        |model, epochs| {
+            if !args.until_honored {
+                return Control::Continue;
+            }
+            // A forward pass over the reviewed images, no backward.
+            match fidelity_report(model, &set, &verdicts, None, args.threshold) {
+                Ok(report) => {
+                    let honored = report.verdicts_honored;
+                    log(
+                        &bar,
+                        format!(
+                            "veritune: after epoch {epochs}: {} of {} verdicts honored",
+                            honored.passed, honored.total
+                        ),
+                    );
+                    epoch_checks.push(EpochCheck {
+                        epochs,
+                        verdicts_honored: honored,
+                    });
+                    if honored.all() {
+                        Control::Cancel
+                    } else {
+                        Control::Continue
+                    }
+                }
+                Err(e) => {
+                    check_failed = Some(e);
+                    Control::Cancel
+                }
+            }
+        },
     )
     .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
+    if let Some(e) = check_failed {
+        return Err(format!("checking the verdicts after an epoch failed: {e}"));
+    }
     let skipped = outcome
         .records
         .iter()
@@ -1159,10 +1206,26 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
         args.threshold,
     )?;
     fidelity.print(&spec.class_names);
+    if args.until_honored {
+        let epochs = outcome.records.last().map_or(0, |r| r.epoch + 1);
+        if fidelity.verdicts_honored.all() {
+            eprintln!("veritune: every verdict honored after {epochs} of at most {budget} epochs");
+        } else {
+            let unfreeze = if args.freeze_backbone {
+                ", or train the whole model (without --freeze-backbone)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "veritune: {budget} epochs ran out before every verdict was honored: try a larger --max-epochs or --learning-rate{unfreeze}"
+            );
+        }
+    }
     if let Some(path) = args.records {
         write_json(
             &FinetuneRecords {
                 steps: &outcome.records,
+                epoch_checks: &epoch_checks,
                 fidelity: &fidelity,
             },
             Some(path),
@@ -1171,11 +1234,21 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneArgs) -> CliResult {
     Ok(())
 }
 
-/// What `finetune --records` writes: every step, then the fidelity check.
+/// What `finetune --records` writes: every step, the check after each epoch
+/// (training until the verdicts are honored), then the fidelity check.
 #[derive(Serialize)]
 struct FinetuneRecords<'a> {
     steps: &'a [StepRecord],
+    epoch_checks: &'a [EpochCheck],
     fidelity: &'a FidelityReport,
+}
+
+/// The verdicts honored after an epoch, when training until they all are.
+#[derive(Serialize)]
+struct EpochCheck {
+    /// Epochs done.
+    epochs: usize,
+    verdicts_honored: Tally,
 }
 
 /// The verdicts honored by the adapted model on the reviewed images, and how

@@ -228,6 +228,11 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
         self.step
     }
 
+    /// Epochs completed so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
     /// Whether every epoch has run.
     pub fn is_finished(&self) -> bool {
         self.epoch >= self.config.epochs
@@ -403,17 +408,41 @@ pub fn train<M: Detector>(
     config: TrainConfig,
     transfer: &[Sample],
     history: &mut HistoryLibrary<Sample>,
+    on_step: impl FnMut(&StepRecord, usize) -> Control,
+) -> Result<TrainOutcome<M>, TrainError> {
+    train_until(model, config, transfer, history, on_step, |_, _| {
+        Control::Continue
+    })
+}
+
+/// Runs a round natively as [`train`] does, and at the end of every epoch
+/// but the last asks `after_epoch` (with the model and the epochs done)
+/// whether to go on: [`Control::Cancel`] there ends the round early, as
+/// reached rather than cancelled (`config.epochs` is then a budget).
+pub fn train_until<M: Detector>(
+    model: M,
+    config: TrainConfig,
+    transfer: &[Sample],
+    history: &mut HistoryLibrary<Sample>,
     mut on_step: impl FnMut(&StepRecord, usize) -> Control,
+    mut after_epoch: impl FnMut(&M, usize) -> Control,
 ) -> Result<TrainOutcome<M>, TrainError> {
     let mut run = TrainingRun::new(model, config, transfer, history)?;
     let total = run.total_steps();
     let mut records = Vec::with_capacity(total);
     let mut cancelled = false;
     while let Some(record) = pollster::block_on(run.step())? {
+        let epoch_ended = record.epoch < run.epochs_done();
         let control = on_step(&record, total);
         records.push(record);
-        if control == Control::Cancel && !run.is_finished() {
+        if run.is_finished() {
+            break;
+        }
+        if control == Control::Cancel {
             cancelled = true;
+            break;
+        }
+        if epoch_ended && after_epoch(run.model(), run.epochs_done()) == Control::Cancel {
             break;
         }
     }

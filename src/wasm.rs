@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::detector::{Detector, input_batch, model_device, shown_detections};
+use crate::fidelity::{FidelityConfig, check_image};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
 use crate::formats::voc::write_voc;
@@ -108,6 +109,31 @@ pub fn install_panic_hook() {
 #[wasm_bindgen(js_name = panicForTest)]
 pub fn panic_for_test() {
     panic!("panic requested by a test");
+}
+
+/// Each verdict given on an image, honored or not by the model's candidates
+/// on it now (`candidates`, image pixels; shown as at `threshold`, after
+/// NMS): `[{asked, index, label, honored}]` as [`check_image`] decides, the
+/// rule `veritune finetune` reports with.
+#[wasm_bindgen(js_name = checkVerdicts)]
+pub fn check_verdicts(
+    verdicts: JsValue,
+    candidates: JsValue,
+    threshold: f32,
+) -> Result<JsValue, JsError> {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(error(format!(
+            "the score threshold {threshold} must be between 0 and 1"
+        )));
+    }
+    let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+    let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+    let config = FidelityConfig {
+        score_threshold: threshold,
+        ..FidelityConfig::default()
+    };
+    let shown = shown_detections(&candidates, threshold, NMS_IOU);
+    to_js(&check_image(&verdicts, &shown, &config))
 }
 
 /// The length of the manifest a project file's first bytes (`head`)

@@ -223,6 +223,71 @@ fn finetune_reads_verdicts_and_names_an_image_without_them() {
 }
 
 #[test]
+fn finetune_without_epochs_trains_until_every_verdict_is_honored_within_the_budget() {
+    let dir = workdir("until-honored");
+    let annotations = write_set(&dir, Scene::New, 2, 4);
+    let model = init_model(&dir);
+    let adapted = dir.join("adapted.bpk");
+    let records = dir.join("records.json");
+    let out = veritune(&[
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        dir.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--max-epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--rule",
+        "transfer-only",
+        "--output",
+        adapted.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    // One step per epoch; the verdicts are checked after the first epoch
+    // (the second is the last of the budget, checked by the final report).
+    let checks = records["epoch_checks"].as_array().expect("epoch checks");
+    assert_eq!(checks.len(), 1, "{records}");
+    assert_eq!(checks[0]["epochs"], 1);
+    let (passed, total) = (
+        &checks[0]["verdicts_honored"]["passed"],
+        &checks[0]["verdicts_honored"]["total"],
+    );
+    assert!(total.as_u64() > Some(0));
+    assert!(
+        stderr.contains(&format!("after epoch 1: {passed} of {total} verdicts honored")),
+        "{stderr}"
+    );
+    let steps = records["steps"].as_array().map(Vec::len);
+    let final_check = &records["fidelity"]["verdicts_honored"];
+    if passed == total {
+        assert_eq!(steps, Some(1), "stopped once every verdict was honored");
+        assert!(
+            stderr.contains("every verdict honored after 1 of at most 2 epochs"),
+            "{stderr}"
+        );
+    } else {
+        assert_eq!(steps, Some(2), "trained on to the end of the budget");
+        let all = final_check["passed"] == final_check["total"];
+        let said = if all {
+            "every verdict honored after 2 of at most 2 epochs"
+        } else {
+            "2 epochs ran out before every verdict was honored: try a larger --max-epochs"
+        };
+        assert!(stderr.contains(said), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn models_in_either_format_predict_and_continue_training() {
     use veritune::weights::WeightsFormat;
     let dir = workdir("formats");

@@ -13,7 +13,7 @@ use veritune::mixing::{MixScope, MixingRule};
 use veritune::sample::Sample;
 use veritune::schedule::Schedule;
 use veritune::trainer::{
-    Control, SkipReason, TrainConfig, TrainError, TrainingRun, train, update_history,
+    Control, SkipReason, TrainConfig, TrainError, TrainingRun, train, train_until, update_history,
 };
 
 fn config(rule: MixingRule) -> TrainConfig {
@@ -59,6 +59,47 @@ fn every_step_is_recorded_with_its_mix() {
         assert_eq!(record.skipped, None);
     }
     assert_eq!(outcome.records[3].epoch, 1);
+}
+
+#[test]
+fn training_until_a_check_passes_stops_at_the_end_of_that_epoch() {
+    let device = Device::flex().autodiff();
+    let transfer = samples(Scene::New, 10, 1);
+    let budget = TrainConfig {
+        epochs: 5,
+        ..config(MixingRule::Symmetric)
+    };
+    let until = |passes_after: usize| {
+        let mut checked = Vec::new();
+        let outcome = train_until(
+            tiny_detector(&device),
+            budget.clone(),
+            &transfer,
+            &mut history(),
+            |_, _| Control::Continue,
+            |_, epochs| {
+                checked.push(epochs);
+                if epochs >= passes_after {
+                    Control::Cancel
+                } else {
+                    Control::Continue
+                }
+            },
+        )
+        .expect("trains");
+        (outcome, checked)
+    };
+    // 10 samples in batches of 4: 3 steps per epoch.
+    let (outcome, checked) = until(2);
+    assert_eq!(checked, vec![1, 2], "checked after each epoch, stopped after the second");
+    assert_eq!(outcome.records.len(), 6);
+    assert!(!outcome.cancelled, "stopping on the check is not a cancel");
+    // A check that never passes: every epoch of the budget runs, and none is
+    // checked after the last (the caller checks the final model itself).
+    let (outcome, checked) = until(usize::MAX);
+    assert_eq!(checked, vec![1, 2, 3, 4]);
+    assert_eq!(outcome.records.len(), 15);
+    assert!(!outcome.cancelled);
 }
 
 #[test]

@@ -113,6 +113,8 @@ const ui = {
   trainStatus: $('train-status'),
   changesPanel: $('changes-panel'),
   changesSummary: $('changes-summary'),
+  fidelitySummary: $('fidelity-summary'),
+  notHonored: $('not-honored'),
   changesBody: document.querySelector('#changes-table tbody'),
   changesTable: $('changes-table'),
   exportButton: $('export'),
@@ -1744,9 +1746,61 @@ function showChanges(run, partial) {
     `boxes shown ${b.shown} → ${a.shown}; boxes matching your verdicts ${b.matching} → ${a.matching} of ${a.userBoxes}; ` +
     `rejected boxes still shown ${b.rejectedShown} → ${a.rejectedShown} of ${a.rejected}.` +
     (partial ? ' Some images were not predicted again.' : '');
+  showFidelity();
   ui.changesPanel.hidden = false;
   ui.changesPanel.scrollIntoView({ block: 'nearest' });
   renderAll();
+}
+
+const ASKED = {
+  confirmed: 'confirmed box not shown',
+  corrected: 'corrected box not shown',
+  rejected: 'rejected box still shown',
+  drawn: 'drawn box not shown',
+};
+
+/**
+ * "7 of 8 verdicts honored" over the images trained on, as the crate's
+ * fidelity rule decides on their predictions after training, and a button per
+ * verdict not honored yet that opens its image with the box selected.
+ */
+function showFidelity() {
+  const missed = [];
+  let honored = 0;
+  let total = 0;
+  for (const entry of images) {
+    if (!entry.inSession || !entry.latest || entry.stale) continue;
+    const shown = shownOf(entry);
+    for (const check of wasm.checkVerdicts(verdictsOf(entry), entry.latest.candidates, threshold)) {
+      total += 1;
+      if (check.honored) {
+        honored += 1;
+      } else {
+        const box = check.asked === 'drawn' ? { kind: 'drawn', index: check.index } : { kind: 'shown', index: shown[check.index] };
+        missed.push({ entry, check, box });
+      }
+    }
+  }
+  ui.fidelitySummary.textContent =
+    `${honored} of ${total} verdicts honored` +
+    (missed.length ? '. Not honored yet (train again, or raise the epochs or the learning rate under Advanced):' : '.');
+  ui.notHonored.replaceChildren(
+    ...missed.map(({ entry, check, box }) => {
+      const li = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = `${entry.name}: ${ASKED[check.asked]} (${className(check.label.class)})`;
+      button.addEventListener('click', async () => {
+        await select(images.indexOf(entry));
+        view = 'review';
+        document.querySelector('input[name="view"][value="review"]').checked = true;
+        selection = box;
+        renderAll();
+      });
+      li.append(button);
+      return li;
+    }),
+  );
 }
 
 function changeRow(name, p, r) {
