@@ -5,7 +5,7 @@
 # script creates), so a slow step shows in every log. `background NAME
 # COMMAND...` runs a step alongside what follows, its output kept until
 # `await_step NAME` prints it and returns its status. `in_pair NAME
-# COMMAND...` is `background` once fewer than two steps run (two steps keep
+# COMMAND...` is `background` once fewer than two paired steps run (two steps keep
 # both cores busy where one step uses one); `await_pairs` awaits those steps
 # in the order they started and fails naming the failed ones. `steps_table`
 # prints the steps as a table with their sum and the wall clock from start
@@ -56,10 +56,31 @@ await_step() {
 
 PAIRED=()
 
+# How many of the paired steps still run.
+pairs_running() {
+    local name count=0
+    for name in "${PAIRED[@]}"; do
+        kill -0 "${STEP_PIDS[$name]}" 2>/dev/null && count=$((count + 1))
+    done
+    echo "$count"
+}
+
 in_pair() {
-    while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
+    while [ "$(pairs_running)" -ge 2 ]; do wait -n || true; done
     background "$@"
     PAIRED+=("$1")
+}
+
+# `slowest_first DIR EXT "NAME..."` prints DIR/NAME.EXT for each NAME (the
+# slowest, in that order), then every other DIR/*.EXT: the order in which
+# paired steps start, so that the longest do not start last.
+slowest_first() {
+    local dir=$1 ext=$2 name file listed=()
+    for name in $3; do listed+=("$dir/$name.$ext"); done
+    for file in "$dir"/*."$ext"; do
+        [[ " ${listed[*]} " == *" $file "* ]] || listed+=("$file")
+    done
+    printf '%s\n' "${listed[@]}"
 }
 
 await_pairs() {
