@@ -263,7 +263,9 @@ fn finetune_without_epochs_trains_until_every_verdict_is_honored_within_the_budg
     );
     assert!(total.as_u64() > Some(0));
     assert!(
-        stderr.contains(&format!("after epoch 1: {passed} of {total} verdicts honored")),
+        stderr.contains(&format!(
+            "after epoch 1: {passed} of {total} verdicts honored"
+        )),
         "{stderr}"
     );
     let steps = records["steps"].as_array().map(Vec::len);

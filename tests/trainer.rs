@@ -91,7 +91,11 @@ fn training_until_a_check_passes_stops_at_the_end_of_that_epoch() {
     };
     // 10 samples in batches of 4: 3 steps per epoch.
     let (outcome, checked) = until(2);
-    assert_eq!(checked, vec![1, 2], "checked after each epoch, stopped after the second");
+    assert_eq!(
+        checked,
+        vec![1, 2],
+        "checked after each epoch, stopped after the second"
+    );
     assert_eq!(outcome.records.len(), 6);
     assert!(!outcome.cancelled, "stopping on the check is not a cancel");
     // A check that never passes: every epoch of the budget runs, and none is
