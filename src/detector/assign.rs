@@ -83,13 +83,13 @@ pub fn assign(locations: &[Location], target: &TrainingTarget, radius: f32) -> A
     })
 }
 
-/// Assigns `target` to `locations` with ATSS ([`atss_locations`], `top_k`
-/// candidates per level): each location matched by positives takes the one
-/// whose anchor it overlaps most; then every location a negative region
-/// matches the same way is made background, whatever positives matched it.
-pub fn assign_atss(locations: &[Location], target: &TrainingTarget, top_k: usize) -> Assignment {
+/// Assigns `target` to `locations` with ATSS ([`atss_locations`]): each
+/// location matched by positives takes the one whose anchor it overlaps
+/// most; then every location a negative region matches the same way is made
+/// background, whatever positives matched it.
+pub fn assign_atss(locations: &[Location], target: &TrainingTarget, atss: &Atss) -> Assignment {
     assign_by(locations, target, |bbox| {
-        atss_locations(locations, bbox, top_k)
+        atss_locations(locations, bbox, atss)
     })
 }
 
@@ -124,18 +124,23 @@ fn assign_by(
     }
 }
 
-/// Side of the square anchor ATSS gives a location, in strides (GFL's
-/// `octave_base_scale`).
-pub const ANCHOR_SCALE: f32 = 5.0;
+/// The settings of an ATSS assigner, which are the model's (GFL's
+/// `assigner` and `octave_base_scale`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Atss {
+    /// Candidates per level: the locations nearest a box's centre.
+    pub top_k: usize,
+    /// Side of the square anchor a location stands for, in strides.
+    pub anchor_scale: f32,
+}
 
 /// Adaptive training sample selection (Zhang et al. 2020) for one box: on
 /// each level the `top_k` locations nearest its centre are candidates; those
-/// whose square anchor ([`ANCHOR_SCALE`] strides) overlaps the box by at
-/// least the candidates' mean IoU plus its standard deviation, and whose
-/// centre lies inside the box, match it, each with that IoU. A box no
-/// location matches that way (smaller than a cell) matches its best
-/// candidate.
-pub fn atss_locations(locations: &[Location], bbox: &BBox, top_k: usize) -> Vec<(usize, f32)> {
+/// whose square anchor (`anchor_scale` strides) overlaps the box by at least
+/// the candidates' mean IoU plus its standard deviation, and whose centre
+/// lies inside the box, match it, each with that IoU. A box no location
+/// matches that way (smaller than a cell) matches its best candidate.
+pub fn atss_locations(locations: &[Location], bbox: &BBox, atss: &Atss) -> Vec<(usize, f32)> {
     let (cx, cy) = bbox.center();
     let distance = |l: &Location| (l.x - cx).powi(2) + (l.y - cy).powi(2);
     let mut strides: Vec<f32> = locations.iter().map(|l| l.stride).collect();
@@ -146,9 +151,9 @@ pub fn atss_locations(locations: &[Location], bbox: &BBox, top_k: usize) -> Vec<
             .filter(|&i| locations[i].stride == stride)
             .collect();
         level.sort_by(|&a, &b| distance(&locations[a]).total_cmp(&distance(&locations[b])));
-        candidates.extend(level.into_iter().take(top_k).map(|i| {
+        candidates.extend(level.into_iter().take(atss.top_k).map(|i| {
             let l = &locations[i];
-            let half = ANCHOR_SCALE * l.stride / 2.0;
+            let half = atss.anchor_scale * l.stride / 2.0;
             let anchor = BBox::new(l.x - half, l.y - half, l.x + half, l.y + half);
             (i, anchor.iou(bbox))
         }));
@@ -257,13 +262,19 @@ mod tests {
             .collect()
     }
 
+    /// NanoDet-m's settings: anchors of 5 strides.
+    const ATSS_5: Atss = Atss {
+        top_k: 9,
+        anchor_scale: 5.0,
+    };
+
     #[test]
     fn atss_picks_the_level_that_fits_the_box() {
         let grid = pyramid(256);
         // A 40 px box fits stride 8's 40 px anchors; a 160 px one stride 32's.
         for (side, stride) in [(40.0, 8.0), (160.0, 32.0)] {
             let bbox = BBox::new(100.0, 100.0, 100.0 + side, 100.0 + side);
-            let matched = atss_locations(&grid, &bbox, 9);
+            let matched = atss_locations(&grid, &bbox, &ATSS_5);
             assert!(!matched.is_empty());
             assert!(
                 matched.iter().all(|&(i, _)| grid[i].stride == stride),
@@ -284,8 +295,35 @@ mod tests {
     #[test]
     fn atss_gives_a_tiny_box_its_best_candidate() {
         let grid = pyramid(64);
-        let matched = atss_locations(&grid, &BBox::new(17.0, 17.0, 19.0, 19.0), 9);
+        let matched = atss_locations(&grid, &BBox::new(17.0, 17.0, 19.0, 19.0), &ATSS_5);
         assert_eq!(matched.len(), 1);
+    }
+
+    #[test]
+    fn atss_anchors_are_anchor_scale_strides_wide() {
+        let grid = pyramid(256);
+        // A 64 px box centred on a stride-8 cell centre: 8 strides of 8 px
+        // exactly, so at scale 8 that cell's anchor is the box (IoU 1) and
+        // the box goes to stride 8; at scale 5 the anchors are 40, 80 and
+        // 160 px and its best overlap is under 1.
+        let bbox = BBox::new(100.0 - 32.0, 100.0 - 32.0, 100.0 + 32.0, 100.0 + 32.0);
+        let centre = grid
+            .iter()
+            .position(|l| l.stride == 8.0 && l.x == 100.0 && l.y == 100.0)
+            .expect("a stride-8 cell centred at (100, 100)");
+        let at_8 = atss_locations(
+            &grid,
+            &bbox,
+            &Atss {
+                anchor_scale: 8.0,
+                ..ATSS_5
+            },
+        );
+        let iou_at = |matched: &[(usize, f32)], i| matched.iter().find(|m| m.0 == i).map(|m| m.1);
+        assert_eq!(iou_at(&at_8, centre), Some(1.0), "{at_8:?}");
+        assert!(at_8.iter().all(|&(i, _)| grid[i].stride == 8.0));
+        let at_5 = atss_locations(&grid, &bbox, &ATSS_5);
+        assert!(at_5.iter().all(|&(_, iou)| iou < 1.0), "{at_5:?}");
     }
 
     #[test]
@@ -297,8 +335,12 @@ mod tests {
             negatives: vec![object.bbox],
             trained_classes: None,
         };
-        let plain = assign_atss(&grid, &TrainingTarget::from_ground_truth(&[object]), 9);
-        let with = assign_atss(&grid, &target, 9);
+        let plain = assign_atss(
+            &grid,
+            &TrainingTarget::from_ground_truth(&[object]),
+            &ATSS_5,
+        );
+        let with = assign_atss(&grid, &target, &ATSS_5);
         assert!(plain.num_positives() > 0);
         assert_eq!(with.num_positives(), 0);
         for i in 0..grid.len() {

@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::assign::{Location, assign_atss, grid_locations};
+use super::assign::{Atss, Location, assign_atss, grid_locations};
 use super::loss::{box_iou, distribution_focal_loss, giou_loss, quality_focal_loss};
 use super::{
     ChannelOrder, DetectionLoss, Detector, DetectorSpec, Preprocessing, on_trained_classes,
@@ -145,6 +145,11 @@ pub enum NanoDetConfigError {
     /// The assigner takes no candidates.
     #[error("`atss_top_k` is 0 but must be at least 1 (NanoDet uses 9)")]
     TopK,
+    /// The assigner's anchors have no size.
+    #[error(
+        "`atss_anchor_scale` is {0} but must be a number above zero (NanoDet-g uses 8, NanoDet-m 5)"
+    )]
+    AnchorScale(f32),
     /// A loss setting is negative or not finite.
     #[error("`{field}` is {value} but must be a finite number not below zero")]
     LossSetting {
@@ -199,6 +204,9 @@ pub struct NanoDetConfig {
     pub input_size: usize,
     /// Candidates per level of the ATSS assigner (default 9).
     pub atss_top_k: usize,
+    /// Side of the square anchor the ATSS assigner gives each location, in
+    /// strides (default 8: NanoDet-g's `octave_base_scale`; NanoDet-m's is 5).
+    pub atss_anchor_scale: f32,
     /// Train only the neck and head (default false): the backbone gets no
     /// gradient. On a browser GPU this skips the backward pass through the
     /// backbone (about two thirds of the network's computation and 2.5 of
@@ -229,6 +237,7 @@ impl NanoDetConfig {
             class_names: COCO_CLASSES.iter().map(|c| c.to_string()).collect(),
             input_size: DEFAULT_INPUT_SIZE,
             atss_top_k: 9,
+            atss_anchor_scale: 8.0,
             freeze_backbone: false,
             qfl_beta: 2.0,
             qfl_weight: 1.0,
@@ -255,6 +264,9 @@ impl NanoDetConfig {
         }
         if self.atss_top_k == 0 {
             return Err(NanoDetConfigError::TopK);
+        }
+        if !(self.atss_anchor_scale.is_finite() && self.atss_anchor_scale > 0.0) {
+            return Err(NanoDetConfigError::AnchorScale(self.atss_anchor_scale));
         }
         let settings = [
             ("qfl_beta", self.qfl_beta),
@@ -723,8 +735,12 @@ impl NanoDet {
         let mut bins = vec![0.0f32; b * n * 4 * BINS];
         let mut num_positives = 0;
         let largest = REG_MAX as f32 - 0.01;
+        let atss = Atss {
+            top_k: self.config.atss_top_k,
+            anchor_scale: self.config.atss_anchor_scale,
+        };
         for (i, target) in targets.iter().enumerate() {
-            let assignment = assign_atss(&locations, target, self.config.atss_top_k);
+            let assignment = assign_atss(&locations, target, &atss);
             for (j, (label, location)) in assignment.positives.iter().zip(&locations).enumerate() {
                 let Some(label) = label else { continue };
                 if label.class >= c {
@@ -1029,6 +1045,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_assigner_settings_are_nanodet_g_s_and_checked() {
+        // A configuration saved before the anchor scale was a setting reads
+        // with NanoDet-g's own (its `octave_base_scale`).
+        let mut saved = serde_json::to_value(NanoDetConfig::coco()).expect("serialises");
+        saved
+            .as_object_mut()
+            .expect("an object")
+            .remove("atss_anchor_scale");
+        let read: NanoDetConfig = serde_json::from_value(saved).expect("reads");
+        assert_eq!(read.atss_anchor_scale, 8.0);
+        assert_eq!(read.check(), Ok(()));
+        for scale in [0.0, -8.0, f32::NAN, f32::INFINITY] {
+            let config = NanoDetConfig {
+                atss_anchor_scale: scale,
+                ..NanoDetConfig::coco()
+            };
+            let error = config.check().expect_err("refused");
+            assert!(
+                matches!(error, NanoDetConfigError::AnchorScale(_)),
+                "{error}"
+            );
+            assert!(error.to_string().contains("NanoDet-g uses 8"), "{error}");
+        }
+        let no_candidates = NanoDetConfig {
+            atss_top_k: 0,
+            ..NanoDetConfig::coco()
+        };
+        assert_eq!(no_candidates.check(), Err(NanoDetConfigError::TopK));
     }
 
     #[test]
