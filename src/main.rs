@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use veritune::augment::AugmentPreset;
 use veritune::benchmark::plot::plot_quality;
 use veritune::benchmark::quality::{
     Baseline, HeldOut, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
@@ -39,6 +40,7 @@ use veritune::predict::{NMS_IOU, candidates};
 use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
 use veritune::sample::Sample;
 use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
+use veritune::schedule::Schedule;
 use veritune::simulate::simulated_verdicts;
 use veritune::tfjs::GraphModel;
 use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
@@ -135,14 +137,16 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
         /// Adam's learning rate.
-        #[arg(long, default_value_t = 5e-4)]
+        #[arg(long, default_value_t = 5e-4, allow_negative_numbers = true)]
         learning_rate: f64,
         /// Score threshold of the shown boxes.
         #[arg(long, default_value_t = 0.5)]
         threshold: f32,
-        /// Seed of the shuffles.
+        /// Seed of the shuffles and of the augmentation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[command(flatten)]
+        recipe: RecipeArgs,
         /// Where to write the adapted weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
@@ -386,10 +390,44 @@ enum Bench {
         /// Verified images per round in the two-round experiment (0 skips it).
         #[arg(long, default_value_t = 20)]
         rounds_n: usize,
+        #[command(flatten)]
+        recipe: RecipeArgs,
         /// Folder for the tables, CSV and plot.
         #[arg(long, default_value = "bench/results")]
         output: PathBuf,
     },
+}
+
+/// How fine-tuning trains besides its rule and learning rate.
+#[derive(Args)]
+struct RecipeArgs {
+    /// Learning-rate schedule: constant, or warmup-cosine (a linear warm-up
+    /// over the first 3 % of the steps, then a cosine down to a hundredth).
+    #[arg(long, default_value = "constant")]
+    schedule: Schedule,
+    /// AdamW's decoupled weight decay; 0 trains with plain Adam.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    weight_decay: f64,
+    /// Augmentation of the transfer images, drawn anew every epoch: none,
+    /// jitter (scale, shift and colour) or full (jitter, mosaics, copy-paste).
+    #[arg(long, default_value = "none")]
+    augment: AugmentPreset,
+    /// Also flip the transfer images horizontally (not for classes that
+    /// change when mirrored, such as digits).
+    #[arg(long)]
+    flip: bool,
+}
+
+impl RecipeArgs {
+    /// `config` with this schedule, weight decay and augmentation.
+    fn apply(&self, config: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            schedule: self.schedule,
+            weight_decay: self.weight_decay,
+            augment: self.augment.config(self.flip),
+            ..config
+        }
+    }
 }
 
 /// A model `bench speed` measures.
@@ -445,10 +483,11 @@ fn run(cli: Cli) -> CliResult {
             learning_rate,
             threshold,
             seed,
+            recipe,
             output,
             records,
         } => {
-            let config = TrainConfig {
+            let config = recipe.apply(TrainConfig {
                 epochs: epochs.unwrap_or(max_epochs),
                 batch_size,
                 learning_rate,
@@ -460,7 +499,7 @@ fn run(cli: Cli) -> CliResult {
                 },
                 seed,
                 ..TrainConfig::default()
-            };
+            });
             let targets = match (verdicts, simulate_user) {
                 (Some(path), _) => TargetSource::Verdicts(path),
                 (None, true) => TargetSource::SimulatedUser,
@@ -563,6 +602,7 @@ fn run(cli: Cli) -> CliResult {
                     held_out,
                     scenes,
                     rounds_n,
+                    recipe,
                     output,
                 },
         } => {
@@ -596,6 +636,9 @@ fn run(cli: Cli) -> CliResult {
             if rounds_only {
                 config.sizes.clear();
             }
+            config.schedule = recipe.schedule;
+            config.weight_decay = recipe.weight_decay;
+            config.augment = recipe.augment.config(recipe.flip);
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
             bench_quality(&model, &config, rounds_n, &output)
         }
@@ -1664,6 +1707,7 @@ fn bench_quality(
     })?;
     bar.finish_and_clear();
     write_json(&baseline, Some(&output.join("baseline.json")))?;
+    write_json(config, Some(&output.join("config.json")))?;
     write_quality(&baseline, &rows, output)?;
     if rounds_n > 0 {
         let rounds = run_rounds(&meta, &generator, config, &tests, rounds_n, |row| {

@@ -72,6 +72,34 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Whether the learning rate is above zero and the weight decay not
+    /// below, both finite.
+    fn check_rates(&self) -> Result<(), TrainError> {
+        let checks = [
+            (
+                "learning rate",
+                self.learning_rate,
+                "above zero",
+                self.learning_rate > 0.0,
+            ),
+            (
+                "weight decay",
+                self.weight_decay,
+                "not below zero",
+                self.weight_decay >= 0.0,
+            ),
+        ];
+        match checks
+            .into_iter()
+            .find(|&(_, value, _, in_range)| !(value.is_finite() && in_range))
+        {
+            Some((name, value, range, _)) => Err(TrainError::Setting { name, value, range }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What one training step did; shown to the user as it happens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -139,6 +167,16 @@ pub enum TrainError {
         /// The epochs asked for.
         epochs: usize,
     },
+    /// A learning rate or weight decay out of range.
+    #[error("the {name} is {value} but must be a finite number {range}")]
+    Setting {
+        /// The setting, as the user knows it.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be ("above zero", "not below zero").
+        range: &'static str,
+    },
     /// A tensor could not be read back from the device.
     #[error("reading results from the device failed: {0}")]
     Device(String),
@@ -182,6 +220,7 @@ impl<'a, M: Detector> TrainingRun<'a, M> {
                 epochs: config.epochs,
             });
         }
+        config.check_rates()?;
         let scope: Option<HashSet<ParamId>> = match config.scope {
             MixScope::All => None,
             MixScope::Head => Some(model.head_param_ids().into_iter().collect()),

@@ -31,6 +31,33 @@ fn quick_quality_benchmark_writes_every_result() {
     }
     let csv = std::fs::read_to_string(output.join("quality.csv")).expect("csv");
     assert_eq!(csv.lines().count(), 1 + 6);
+    // The fidelity columns: fractions of the verdicts honored and of the
+    // history library's boxes still shown, measured for every run.
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    for column in ["verdicts_honored", "history_agreement"] {
+        let k = header
+            .iter()
+            .position(|h| *h == column)
+            .unwrap_or_else(|| panic!("{column} missing from {header:?}"));
+        for row in csv.lines().skip(1) {
+            let value: f64 = row
+                .split(',')
+                .nth(k)
+                .expect("a field")
+                .parse()
+                .expect("a number");
+            assert!((0.0..=1.0).contains(&value), "{column} {value} in {row}");
+        }
+    }
+    assert!(
+        table.contains("| verdicts honored | history kept |"),
+        "{table}"
+    );
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(output.join("config.json")).expect("the settings"),
+    )
+    .expect("json");
+    assert_eq!(config["schedule"], "constant", "{config}");
     let svg = std::fs::read_to_string(output.join("quality.svg")).expect("plot");
     assert!(svg.starts_with("<svg") && svg.contains("transfer mAP@0.5"));
     let rounds = std::fs::read_to_string(output.join("rounds.md")).expect("rounds table");

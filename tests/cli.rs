@@ -290,6 +290,78 @@ fn finetune_without_epochs_trains_until_every_verdict_is_honored_within_the_budg
 }
 
 #[test]
+fn finetune_takes_a_schedule_weight_decay_and_augmentation_and_refuses_bad_ones() {
+    let dir = workdir("recipe");
+    let annotations = write_set(&dir, Scene::New, 2, 5);
+    let model = init_model(&dir);
+    let finetune = |name: &str, recipe: &[&str]| {
+        let adapted = dir.join(name);
+        let mut args = vec![
+            "finetune",
+            "--model",
+            model.to_str().unwrap(),
+            "--images",
+            dir.to_str().unwrap(),
+            "--annotations",
+            annotations.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--rule",
+            "transfer-only",
+            "--output",
+            adapted.to_str().unwrap(),
+        ];
+        args.extend_from_slice(recipe);
+        let out = veritune(&args);
+        (out, adapted)
+    };
+    let (plain, plain_weights) = finetune("plain.bpk", &[]);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let recipe = [
+        "--schedule",
+        "warmup-cosine",
+        "--weight-decay",
+        "0.05",
+        "--augment",
+        "full",
+    ];
+    let (tuned, tuned_weights) = finetune("recipe.bpk", &recipe);
+    assert!(tuned.status.success(), "{}", text(&tuned.stderr));
+    assert_ne!(
+        std::fs::read(&plain_weights).unwrap(),
+        std::fs::read(&tuned_weights).unwrap(),
+        "the recipe changes what is trained"
+    );
+    let (negative, _) = finetune("negative.bpk", &["--weight-decay", "-1"]);
+    assert!(!negative.status.success());
+    assert!(
+        text(&negative.stderr)
+            .contains("the weight decay is -1 but must be a finite number not below zero"),
+        "{}",
+        text(&negative.stderr)
+    );
+    let (stopped, _) = finetune("stopped.bpk", &["--learning-rate", "-0.5"]);
+    assert!(
+        text(&stopped.stderr).contains("--learning-rate -0.5 must be a finite number above 0"),
+        "{}",
+        text(&stopped.stderr)
+    );
+    let (unknown, _) = finetune("unknown.bpk", &["--augment", "heavy"]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("unknown augmentation 'heavy': use none, jitter or full"),
+        "{}",
+        text(&unknown.stderr)
+    );
+    for refused in ["negative.bpk", "stopped.bpk", "unknown.bpk"] {
+        assert!(!dir.join(refused).exists(), "{refused} written");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn models_in_either_format_predict_and_continue_training() {
     use veritune::weights::WeightsFormat;
     let dir = workdir("formats");

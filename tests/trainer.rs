@@ -273,6 +273,40 @@ fn training_without_samples_or_with_an_empty_schedule_is_refused() {
 }
 
 #[test]
+fn a_learning_rate_or_weight_decay_out_of_range_is_refused_with_its_value() {
+    let device = Device::flex().autodiff();
+    let refused = |learning_rate: f64, weight_decay: f64| {
+        let config = TrainConfig {
+            learning_rate,
+            weight_decay,
+            ..config(MixingRule::Symmetric)
+        };
+        train(
+            tiny_detector(&device),
+            config,
+            &samples(Scene::New, 2, 4),
+            &mut history(),
+            |_, _| Control::Continue,
+        )
+        .err()
+        .map(|e| e.to_string())
+    };
+    assert_eq!(
+        refused(0.0, 0.0).as_deref(),
+        Some("the learning rate is 0 but must be a finite number above zero")
+    );
+    assert_eq!(
+        refused(f64::NAN, 0.0).as_deref(),
+        Some("the learning rate is NaN but must be a finite number above zero")
+    );
+    assert_eq!(
+        refused(1e-3, -0.01).as_deref(),
+        Some("the weight decay is -0.01 but must be a finite number not below zero")
+    );
+    assert_eq!(refused(1e-3, 0.01), None, "AdamW trains");
+}
+
+#[test]
 fn head_only_scope_mixes_with_a_different_similarity() {
     let device = Device::flex().autodiff();
     let transfer = samples(Scene::New, 4, 5);

@@ -10,10 +10,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::Spread;
+use crate::augment::AugmentConfig;
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
 use crate::evaluate::{MAP_IOU, evaluate};
-use crate::geometry::LabeledBox;
+use crate::fidelity::{FidelityConfig, Tally, check_image, history_agreement, verdicts_honored};
+use crate::geometry::{Detection, LabeledBox};
 use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
@@ -21,9 +23,10 @@ use crate::predict::{NMS_IOU, candidates};
 use crate::pretrain::eval_seed;
 use crate::sample::Sample;
 use crate::scenes::{Scenario, Scene, SceneGenerator, Split};
+use crate::schedule::Schedule;
 use crate::simulate::simulated_verdicts;
 use crate::trainer::{Control, TrainConfig, train, update_history};
-use crate::verdict::{TargetConfig, build_target};
+use crate::verdict::{ImageVerdicts, TargetConfig, build_target};
 
 /// Settings of the quality benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,15 @@ pub struct QualityConfig {
     pub data_seed: u64,
     /// Which scenes the figures are measured on.
     pub held_out: HeldOut,
+    /// Learning-rate schedule of every run (default constant).
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// AdamW's weight decay of every run (default 0: plain Adam).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Augmentation of the transfer samples (default none).
+    #[serde(default)]
+    pub augment: AugmentConfig,
 }
 
 /// The scenes a benchmark measures on.
@@ -86,6 +98,9 @@ impl QualityConfig {
             test_scenes: 200,
             data_seed: 0,
             held_out: HeldOut::Test,
+            schedule: Schedule::Constant,
+            weight_decay: 0.0,
+            augment: AugmentConfig::none(),
         }
     }
 
@@ -111,6 +126,9 @@ impl QualityConfig {
             learning_rate: self.learning_rate,
             rule,
             seed,
+            schedule: self.schedule,
+            weight_decay: self.weight_decay,
+            augment: self.augment,
             ..TrainConfig::default()
         }
     }
@@ -133,6 +151,11 @@ pub struct QualityRow {
     pub forgetting: f64,
     /// Wall time of the fine-tuning in seconds.
     pub seconds: f64,
+    /// The fraction of the simulated user's verdicts the fine-tuned model
+    /// honors on the images it was trained on.
+    pub verdicts_honored: f64,
+    /// The fraction of the history library's boxes it still shows.
+    pub history_agreement: f64,
 }
 
 /// mAP@0.5 of `model` on scenes.
@@ -147,22 +170,79 @@ pub fn scenes_map<M: Detector>(model: &M, scenes: &[Scene]) -> Result<f64, Strin
     Ok(report.mean as f64)
 }
 
-/// Transfer samples from `scenes` as a simulated user would verify them on
-/// the predictions of `model` (METHOD.md section 1).
-pub fn verified_samples<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Vec<Sample>, String> {
-    let config = TargetConfig::default();
+/// Scenes a simulated user verified on a model's predictions.
+pub struct Verified {
+    /// The scenes.
+    pub scenes: Vec<Scene>,
+    /// The verdicts given on each.
+    pub verdicts: Vec<ImageVerdicts>,
+    /// The transfer samples built from them (METHOD.md section 1).
+    pub samples: Vec<Sample>,
+}
+
+impl Verified {
+    /// `scenes` as a simulated user verifies them on the predictions of `model`.
+    pub fn new<M: Detector>(model: &M, scenes: Vec<Scene>) -> Result<Self, String> {
+        let config = TargetConfig::default();
+        let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
+        let all = pollster::block_on(candidates(model, &images, 8))?;
+        let mut verdicts = Vec::with_capacity(scenes.len());
+        let mut samples = Vec::with_capacity(scenes.len());
+        for (scene, candidates) in scenes.iter().zip(&all) {
+            let shown = shown_detections(candidates, config.score_threshold, NMS_IOU);
+            let given = simulated_verdicts(&shown, &scene.boxes(), 0.5);
+            let target = build_target(&given, candidates, &config).map_err(|e| e.to_string())?;
+            samples.push(Sample::new(&scene.image, &target, model.spec()));
+            verdicts.push(given);
+        }
+        Ok(Self {
+            scenes,
+            verdicts,
+            samples,
+        })
+    }
+
+    /// How many of the verdicts `model` honors on these scenes.
+    pub fn honored_by<M: Detector>(&self, model: &M) -> Result<Tally, String> {
+        let config = fidelity_config();
+        let shown = shown_on(model, &self.scenes)?;
+        let checks: Vec<_> = self
+            .verdicts
+            .iter()
+            .zip(&shown)
+            .map(|(verdicts, shown)| check_image(verdicts, shown, &config))
+            .collect();
+        Ok(verdicts_honored(checks.iter().map(Vec::as_slice)))
+    }
+}
+
+/// The fidelity rule at the simulated user's display threshold.
+fn fidelity_config() -> FidelityConfig {
+    FidelityConfig {
+        score_threshold: TargetConfig::default().score_threshold,
+        ..FidelityConfig::default()
+    }
+}
+
+/// The boxes `model` shows on each of `scenes`.
+fn shown_on<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Vec<Vec<Detection>>, String> {
+    let threshold = TargetConfig::default().score_threshold;
     let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
     let all = pollster::block_on(candidates(model, &images, 8))?;
-    scenes
+    Ok(all
         .iter()
-        .zip(&all)
-        .map(|(scene, candidates)| {
-            let shown = shown_detections(candidates, config.score_threshold, NMS_IOU);
-            let verdicts = simulated_verdicts(&shown, &scene.boxes(), 0.5);
-            let target = build_target(&verdicts, candidates, &config).map_err(|e| e.to_string())?;
-            Ok(Sample::new(&scene.image, &target, model.spec()))
-        })
-        .collect()
+        .map(|c| shown_detections(c, threshold, NMS_IOU))
+        .collect())
+}
+
+/// How many of the boxes of `scenes` `model` still shows.
+fn agreement_on<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Tally, String> {
+    let labels: Vec<Vec<LabeledBox>> = scenes.iter().map(Scene::boxes).collect();
+    Ok(history_agreement(
+        &labels,
+        &shown_on(model, scenes)?,
+        &fidelity_config(),
+    ))
 }
 
 /// Scenes of one scenario and split.
@@ -179,24 +259,33 @@ fn scenes(
         .map_err(|e| e.to_string())
 }
 
-/// The history library of the meta-model's own training scenes.
-fn general_history(
+/// The meta-model's own training scenes the history library holds.
+fn general_scenes(
     generator: &SceneGenerator,
     config: &QualityConfig,
     spec_model: &Fcos,
-) -> Result<HistoryLibrary<Sample>, String> {
+) -> Result<Vec<Scene>, String> {
     let size = spec_model.spec().input_size[0];
-    let members = scenes(
+    scenes(
         generator,
         Scenario::General,
         Split::Train,
         config.history_size,
         config.data_seed,
         size,
-    )?
-    .iter()
-    .map(|s| Sample::from_ground_truth(&s.image, &s.boxes(), spec_model.spec()))
-    .collect();
+    )
+}
+
+/// The history library of `scenes` (from [`general_scenes`]).
+fn general_history(
+    scenes: &[Scene],
+    config: &QualityConfig,
+    spec_model: &Fcos,
+) -> Result<HistoryLibrary<Sample>, String> {
+    let members = scenes
+        .iter()
+        .map(|s| Sample::from_ground_truth(&s.image, &s.boxes(), spec_model.spec()))
+        .collect();
     let history_config = HistoryConfig {
         capacity: config.history_size.max(1),
         ..HistoryConfig::default()
@@ -231,10 +320,10 @@ fn verified_scenes(
     scenario: Scenario,
     n: usize,
     seed: u64,
-) -> Result<Vec<Sample>, String> {
+) -> Result<Verified, String> {
     let size = model.spec().input_size[0];
     let scenes = scenes(generator, scenario, Split::Train, n, seed, size)?;
-    verified_samples(model, &scenes)
+    Verified::new(model, scenes)
 }
 
 /// Figures of the meta-model before any fine-tuning.
@@ -295,7 +384,8 @@ pub fn run_quality(
     baseline: &Baseline,
     mut on_row: impl FnMut(&QualityRow),
 ) -> Result<Vec<QualityRow>, String> {
-    let base_history = general_history(generator, config, meta)?;
+    let history_scenes = general_scenes(generator, config, meta)?;
+    let base_history = general_history(&history_scenes, config, meta)?;
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         for &n in &config.sizes {
@@ -305,7 +395,7 @@ pub fn run_quality(
                 let mut history = base_history.clone();
                 let train_config = config.train_config(rule, seed);
                 let start = Instant::now();
-                let model = fine_tune(meta, train_config, &transfer, &mut history)?;
+                let model = fine_tune(meta, train_config, &transfer.samples, &mut history)?;
                 let seconds = start.elapsed().as_secs_f64();
                 let general_map = scenes_map(&model, &tests.general)?;
                 let row = QualityRow {
@@ -316,6 +406,8 @@ pub fn run_quality(
                     general_map,
                     forgetting: baseline.general_map - general_map,
                     seconds,
+                    verdicts_honored: transfer.honored_by(&model)?.fraction(),
+                    history_agreement: agreement_on(&model, &history_scenes)?.fraction(),
                 };
                 on_row(&row);
                 rows.push(row);
@@ -340,6 +432,10 @@ pub struct QualitySummary {
     pub forgetting: Spread,
     /// Wall time in seconds.
     pub seconds: Spread,
+    /// Fraction of the verdicts honored.
+    pub verdicts_honored: Spread,
+    /// Fraction of the history library's boxes still shown.
+    pub history_agreement: Spread,
     /// Seeds measured.
     pub seeds: usize,
 }
@@ -367,6 +463,8 @@ pub fn summarize(rows: &[QualityRow]) -> Vec<QualitySummary> {
                 general_map: field(|r| r.general_map),
                 forgetting: field(|r| r.forgetting),
                 seconds: field(|r| r.seconds),
+                verdicts_honored: field(|r| r.verdicts_honored),
+                history_agreement: field(|r| r.history_agreement),
                 seeds: group.len(),
             }
         })
@@ -380,17 +478,19 @@ pub fn markdown(baseline: &Baseline, summary: &[QualitySummary]) -> String {
         baseline.general_map, baseline.transfer_map
     );
     out.push_str(
-        "| N | rule | transfer mAP@0.5 | general mAP@0.5 | forgetting | seconds | seeds |\n",
+        "| N | rule | transfer mAP@0.5 | general mAP@0.5 | forgetting | verdicts honored | history kept | seconds | seeds |\n",
     );
-    out.push_str("| ---: | --- | --- | --- | --- | --- | ---: |\n");
+    out.push_str("| ---: | --- | --- | --- | --- | --- | --- | --- | ---: |\n");
     for s in summary {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.n,
             s.rule,
             s.transfer_map.display(3),
             s.general_map.display(3),
             s.forgetting.display(3),
+            s.verdicts_honored.display(3),
+            s.history_agreement.display(3),
             s.seconds.display(1),
             s.seeds
         ));
@@ -400,11 +500,21 @@ pub fn markdown(baseline: &Baseline, summary: &[QualitySummary]) -> String {
 
 /// Every row as CSV with a header.
 pub fn csv(rows: &[QualityRow]) -> String {
-    let mut out = String::from("n,seed,rule,transfer_map,general_map,forgetting,seconds\n");
+    let mut out = String::from(
+        "n,seed,rule,transfer_map,general_map,forgetting,seconds,verdicts_honored,history_agreement\n",
+    );
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{:.5},{:.5},{:.5},{:.2}\n",
-            r.n, r.seed, r.rule, r.transfer_map, r.general_map, r.forgetting, r.seconds
+            "{},{},{},{:.5},{:.5},{:.5},{:.2},{:.5},{:.5}\n",
+            r.n,
+            r.seed,
+            r.rule,
+            r.transfer_map,
+            r.general_map,
+            r.forgetting,
+            r.seconds,
+            r.verdicts_honored,
+            r.history_agreement
         ));
     }
     out
@@ -419,8 +529,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<QualityRow>, String> {
         .map(|(i, line)| {
             let bad = |what: &str| format!("line {}: {what}", i + 1);
             let fields: Vec<&str> = line.split(',').collect();
-            if fields.len() != 7 {
-                return Err(bad("expected 7 comma-separated fields"));
+            if fields.len() != 9 {
+                return Err(bad("expected 9 comma-separated fields"));
             }
             let number = |k: usize| {
                 fields[k]
@@ -439,6 +549,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<QualityRow>, String> {
                 general_map: number(4)?,
                 forgetting: number(5)?,
                 seconds: number(6)?,
+                verdicts_honored: number(7)?,
+                history_agreement: number(8)?,
             })
         })
         .collect()
@@ -468,14 +580,19 @@ pub fn run_rounds(
     n: usize,
     mut on_row: impl FnMut(&RoundsRow),
 ) -> Result<Vec<RoundsRow>, String> {
-    let base_history = general_history(generator, config, meta)?;
+    let base_history = general_history(&general_scenes(generator, config, meta)?, config, meta)?;
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         let train_config = config.train_config(MixingRule::Symmetric, seed);
         let transfer =
             verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
         let mut round_history = base_history.clone();
-        let round_1 = fine_tune(meta, train_config.clone(), &transfer, &mut round_history)?;
+        let round_1 = fine_tune(
+            meta,
+            train_config.clone(),
+            &transfer.samples,
+            &mut round_history,
+        )?;
         let after_round_1 = tests.measure(&round_1)?;
         let third = verified_scenes(
             &round_1,
@@ -489,11 +606,11 @@ pub fn run_rounds(
             pollster::block_on(update_history(
                 &round_1,
                 &mut history,
-                transfer.clone(),
+                transfer.samples.clone(),
                 policy,
             ))
             .map_err(|e| e.to_string())?;
-            let round_2 = fine_tune(&round_1, train_config.clone(), &third, &mut history)?;
+            let round_2 = fine_tune(&round_1, train_config.clone(), &third.samples, &mut history)?;
             let row = RoundsRow {
                 policy,
                 seed,
@@ -550,17 +667,21 @@ mod tests {
                 general_map,
                 forgetting: 0.95 - general_map,
                 seconds: 3.0,
+                verdicts_honored: 0.75,
+                history_agreement: general_map,
             })
             .collect();
         let back = parse_csv(&csv(&rows)).unwrap();
         assert_eq!(back.len(), 2);
         assert!((back[1].forgetting - 0.15).abs() < 1e-4);
+        assert!((back[1].history_agreement - 0.8).abs() < 1e-9);
+        assert!((back[0].verdicts_honored - 0.75).abs() < 1e-9);
         let summary = summarize(&back);
         assert_eq!(summary.len(), 1);
         assert!((summary[0].transfer_map.mean - 0.6).abs() < 1e-9);
         assert_eq!(summary[0].seeds, 2);
         assert!(
-            parse_csv("header\n1,2,nope,0,0,0,0\n")
+            parse_csv("header\n1,2,nope,0,0,0,0,0,0\n")
                 .unwrap_err()
                 .contains("line 2")
         );
