@@ -624,10 +624,10 @@ fn run(cli: Cli) -> CliResult {
                 config.rules = rules;
             }
             if let Some(epochs) = epochs {
-                config.epochs = epochs;
+                config.training.epochs = epochs;
             }
             if let Some(learning_rate) = learning_rate {
-                config.learning_rate = learning_rate;
+                config.training.learning_rate = learning_rate;
             }
             config.held_out = held_out;
             if let Some(scenes) = scenes {
@@ -636,9 +636,7 @@ fn run(cli: Cli) -> CliResult {
             if rounds_only {
                 config.sizes.clear();
             }
-            config.schedule = recipe.schedule;
-            config.weight_decay = recipe.weight_decay;
-            config.augment = recipe.augment.config(recipe.flip);
+            config.training = recipe.apply(config.training);
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
             bench_quality(&model, &config, rounds_n, &output)
         }

@@ -111,6 +111,17 @@ pub fn panic_for_test() {
     panic!("panic requested by a test");
 }
 
+/// Refuses a score threshold outside 0..=1.
+fn check_threshold(threshold: f32) -> Result<(), JsError> {
+    if (0.0..=1.0).contains(&threshold) {
+        Ok(())
+    } else {
+        Err(error(format!(
+            "the score threshold {threshold} must be between 0 and 1"
+        )))
+    }
+}
+
 /// Each verdict given on an image, honored or not by the model's candidates
 /// on it now (`candidates`, image pixels; shown as at `threshold`, after
 /// NMS): `[{asked, index, label, honored}]` as [`check_image`] decides, the
@@ -121,11 +132,7 @@ pub fn check_verdicts(
     candidates: JsValue,
     threshold: f32,
 ) -> Result<JsValue, JsError> {
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(error(format!(
-            "the score threshold {threshold} must be between 0 and 1"
-        )));
-    }
+    check_threshold(threshold)?;
     let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
     let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
     let config = FidelityConfig {
@@ -521,11 +528,7 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<(Sample, Vec<Category>), JsError> {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(error(format!(
-                "the score threshold {threshold} must be between 0 and 1"
-            )));
-        }
+        check_threshold(threshold)?;
         let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
         let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;

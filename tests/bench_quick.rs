@@ -57,7 +57,7 @@ fn quick_quality_benchmark_writes_every_result() {
         &std::fs::read_to_string(output.join("config.json")).expect("the settings"),
     )
     .expect("json");
-    assert_eq!(config["schedule"], "constant", "{config}");
+    assert_eq!(config["training"]["schedule"], "constant", "{config}");
     let svg = std::fs::read_to_string(output.join("quality.svg")).expect("plot");
     assert!(svg.starts_with("<svg") && svg.contains("transfer mAP@0.5"));
     let rounds = std::fs::read_to_string(output.join("rounds.md")).expect("rounds table");

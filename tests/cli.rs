@@ -222,6 +222,37 @@ fn finetune_reads_verdicts_and_names_an_image_without_them() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `veritune finetune` of `model` on the images of `dir` with transfer-only
+/// training in batches of two, written to `output`, with `more` arguments.
+fn finetune_in_pairs(
+    dir: &Path,
+    model: &Path,
+    annotations: &Path,
+    output: &Path,
+    more: &[&str],
+) -> std::process::Output {
+    let args = [
+        &[
+            "finetune",
+            "--model",
+            model.to_str().unwrap(),
+            "--images",
+            dir.to_str().unwrap(),
+            "--annotations",
+            annotations.to_str().unwrap(),
+            "--batch-size",
+            "2",
+            "--rule",
+            "transfer-only",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        more,
+    ]
+    .concat();
+    veritune(&args)
+}
+
 #[test]
 fn finetune_without_epochs_trains_until_every_verdict_is_honored_within_the_budget() {
     let dir = workdir("until-honored");
@@ -229,25 +260,13 @@ fn finetune_without_epochs_trains_until_every_verdict_is_honored_within_the_budg
     let model = init_model(&dir);
     let adapted = dir.join("adapted.bpk");
     let records = dir.join("records.json");
-    let out = veritune(&[
-        "finetune",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        dir.to_str().unwrap(),
-        "--annotations",
-        annotations.to_str().unwrap(),
-        "--max-epochs",
-        "2",
-        "--batch-size",
-        "2",
-        "--rule",
-        "transfer-only",
-        "--output",
-        adapted.to_str().unwrap(),
-        "--records",
-        records.to_str().unwrap(),
-    ]);
+    let out = finetune_in_pairs(
+        &dir,
+        &model,
+        &annotations,
+        &adapted,
+        &["--max-epochs", "2", "--records", records.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     let records: serde_json::Value =
@@ -296,25 +315,8 @@ fn finetune_takes_a_schedule_weight_decay_and_augmentation_and_refuses_bad_ones(
     let model = init_model(&dir);
     let finetune = |name: &str, recipe: &[&str]| {
         let adapted = dir.join(name);
-        let mut args = vec![
-            "finetune",
-            "--model",
-            model.to_str().unwrap(),
-            "--images",
-            dir.to_str().unwrap(),
-            "--annotations",
-            annotations.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--rule",
-            "transfer-only",
-            "--output",
-            adapted.to_str().unwrap(),
-        ];
-        args.extend_from_slice(recipe);
-        let out = veritune(&args);
+        let args = [&["--epochs", "2"], recipe].concat();
+        let out = finetune_in_pairs(&dir, &model, &annotations, &adapted, &args);
         (out, adapted)
     };
     let (plain, plain_weights) = finetune("plain.bpk", &[]);

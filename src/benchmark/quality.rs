@@ -10,7 +10,6 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::Spread;
-use crate::augment::AugmentConfig;
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
 use crate::evaluate::{MAP_IOU, evaluate};
@@ -23,7 +22,6 @@ use crate::predict::{NMS_IOU, candidates};
 use crate::pretrain::eval_seed;
 use crate::sample::Sample;
 use crate::scenes::{Scenario, Scene, SceneGenerator, Split};
-use crate::schedule::Schedule;
 use crate::simulate::simulated_verdicts;
 use crate::trainer::{Control, TrainConfig, train, update_history};
 use crate::verdict::{ImageVerdicts, TargetConfig, build_target};
@@ -37,12 +35,10 @@ pub struct QualityConfig {
     pub seeds: Vec<u64>,
     /// Rules compared.
     pub rules: Vec<MixingRule>,
-    /// Epochs of every fine-tuning run.
-    pub epochs: usize,
-    /// Batch size (transfer and history).
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    pub learning_rate: f64,
+    /// The settings of every fine-tuning run (epochs, batch, learning rate,
+    /// schedule, weight decay, augmentation); each run sets its own rule and
+    /// seed.
+    pub training: TrainConfig,
     /// History samples (general training scenes of the meta-model).
     pub history_size: usize,
     /// Held-out scenes per scenario for mAP.
@@ -51,15 +47,6 @@ pub struct QualityConfig {
     pub data_seed: u64,
     /// Which scenes the figures are measured on.
     pub held_out: HeldOut,
-    /// Learning-rate schedule of every run (default constant).
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// AdamW's weight decay of every run (default 0: plain Adam).
-    #[serde(default)]
-    pub weight_decay: f64,
-    /// Augmentation of the transfer samples (default none).
-    #[serde(default)]
-    pub augment: AugmentConfig,
 }
 
 /// The scenes a benchmark measures on.
@@ -91,28 +78,32 @@ impl QualityConfig {
             sizes: vec![5, 10, 20, 50],
             seeds: vec![0, 1, 2],
             rules: MixingRule::ALL.to_vec(),
-            epochs: 10,
-            batch_size: 8,
-            learning_rate: 5e-4,
+            training: TrainConfig {
+                epochs: 10,
+                batch_size: 8,
+                learning_rate: 5e-4,
+                ..TrainConfig::default()
+            },
             history_size: 256,
             test_scenes: 200,
             data_seed: 0,
             held_out: HeldOut::Test,
-            schedule: Schedule::Constant,
-            weight_decay: 0.0,
-            augment: AugmentConfig::none(),
         }
     }
 
     /// The CI check of the pipeline: N = 5, one seed, two epochs, few scenes.
     pub fn quick() -> Self {
+        let full = Self::full();
         Self {
+            training: TrainConfig {
+                epochs: 2,
+                ..full.training.clone()
+            },
             sizes: vec![5],
             seeds: vec![0],
-            epochs: 2,
             history_size: 32,
             test_scenes: 16,
-            ..Self::full()
+            ..full
         }
     }
 }
@@ -121,15 +112,9 @@ impl QualityConfig {
     /// The fine-tuning settings of one run.
     fn train_config(&self, rule: MixingRule, seed: u64) -> TrainConfig {
         TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            learning_rate: self.learning_rate,
             rule,
             seed,
-            schedule: self.schedule,
-            weight_decay: self.weight_decay,
-            augment: self.augment,
-            ..TrainConfig::default()
+            ..self.training.clone()
         }
     }
 }
