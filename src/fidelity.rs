@@ -106,6 +106,16 @@ pub fn check_image(
         .collect()
 }
 
+/// The verdicts honored after an epoch of a run that trains until they all
+/// are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochCheck {
+    /// Epochs done.
+    pub epochs: usize,
+    /// The verdicts honored then.
+    pub verdicts_honored: Tally,
+}
+
 /// A count out of a total, as the user reads it ("7 of 8").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {

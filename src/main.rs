@@ -28,18 +28,19 @@ use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
 use veritune::detector::{Detector, shown_detections};
 use veritune::evaluate::evaluate;
 use veritune::fidelity::{
-    Asked, FidelityConfig, Tally, VerdictCheck, check_image, history_agreement, verdicts_honored,
+    Asked, EpochCheck, FidelityConfig, Tally, VerdictCheck, history_agreement, verdicts_honored,
 };
-use veritune::formats::{Format, LabelSet, class_map, labels_from_verdicts};
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{Format, ImageLabels, LabelSet, class_map, labels_from_verdicts};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
 use veritune::history::{HistoryConfig, HistoryLibrary};
 use veritune::image::Image;
 use veritune::mixing::{MixScope, MixingRule};
-use veritune::predict::{NMS_IOU, candidates};
+use veritune::predict::{NMS_IOU, Reviewed, candidates, check_reviewed};
 use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
 use veritune::sample::Sample;
-use veritune::scenes::{Scenario, SceneGenerator, Split, data_dir};
+use veritune::scenes::{DIGIT_CLASSES, Scenario, SceneGenerator, Split, data_dir};
 use veritune::schedule::Schedule;
 use veritune::simulate::simulated_verdicts;
 use veritune::tfjs::GraphModel;
@@ -1284,14 +1285,6 @@ struct FinetuneRecords<'a> {
     fidelity: &'a FidelityReport,
 }
 
-/// The verdicts honored after an epoch, when training until they all are.
-#[derive(Serialize)]
-struct EpochCheck {
-    /// Epochs done.
-    epochs: usize,
-    verdicts_honored: Tally,
-}
-
 /// The verdicts honored by the adapted model on the reviewed images, and how
 /// many of the history library's boxes it still shows.
 #[derive(Serialize)]
@@ -1372,12 +1365,17 @@ fn fidelity_report<M: Detector>(
             .map(|c| shown_detections(c, threshold, NMS_IOU))
             .collect())
     };
-    let shown = shown_on(&set.images)?;
-    let checks: Vec<Vec<VerdictCheck>> = verdicts
+    let reviewed: Vec<Reviewed> = set
+        .images
         .iter()
-        .zip(&shown)
-        .map(|(v, shown)| check_image(v, shown, &config))
+        .zip(verdicts)
+        .map(|(image, verdicts)| Reviewed {
+            image: &image.image,
+            verdicts,
+            size: [image.image.width(), image.image.height()],
+        })
         .collect();
+    let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))?;
     let not_honored = set
         .images
         .iter()
@@ -1862,19 +1860,28 @@ fn write_photo_samples(root: &Path, weights: &Path) -> CliResult {
         .map(|name| copy_photo(&photos.join(name), &folders[1].join(name)))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&Image> = decoded.iter().collect();
-    let samples = with_detector!(load_model(weights, &Device::flex())?, model => {
-        all_candidates(&model, &refs)
-    })?
-    .iter()
-    .zip(HISTORY_PHOTOS)
-    .map(|(candidates, file)| HistoryEntry {
-        file: file.to_string(),
-        boxes: shown_detections(candidates, PSEUDO_LABEL_SCORE, NMS_IOU)
+    let (class_names, candidates) = with_detector!(load_model(weights, &Device::flex())?, model => {
+        (model.spec().class_names.clone(), all_candidates(&model, &refs)?)
+    });
+    let samples = candidates
+        .iter()
+        .zip(HISTORY_PHOTOS)
+        .map(|(candidates, file)| HistoryEntry {
+            file: file.to_string(),
+            boxes: shown_detections(candidates, PSEUDO_LABEL_SCORE, NMS_IOU)
+                .iter()
+                .map(Detection::labeled)
+                .collect(),
+        })
+        .collect::<Vec<HistoryEntry>>();
+    write_coco_labels(
+        &folders[1],
+        &class_names,
+        samples
             .iter()
-            .map(Detection::labeled)
-            .collect(),
-    })
-    .collect();
+            .zip(&decoded)
+            .map(|(entry, image)| (entry.file.clone(), image, entry.boxes.clone())),
+    )?;
     let index = PhotoHistoryIndex {
         about: format!(
             "photographs from scikit-image and Debian's darknet package; their boxes are NanoDet's own predictions at score {PSEUDO_LABEL_SCORE} or more (pseudo-labels: no package holds photographs with human-drawn boxes of the COCO classes), so they keep what NanoDet already does rather than teach it anything"
@@ -1889,6 +1896,30 @@ fn write_photo_samples(root: &Path, weights: &Path) -> CliResult {
         root.display()
     );
     Ok(())
+}
+
+/// Writes `labels.json` in `folder`: COCO labels of its images, given as
+/// (file name, image, boxes).
+fn write_coco_labels<'a>(
+    folder: &Path,
+    class_names: &[String],
+    images: impl IntoIterator<Item = (String, &'a Image, Vec<LabeledBox>)>,
+) -> CliResult {
+    let labels = LabelSet {
+        class_names: class_names.to_vec(),
+        images: images
+            .into_iter()
+            .map(|(file_name, image, boxes)| ImageLabels {
+                file_name,
+                width: image.width() as u32,
+                height: image.height() as u32,
+                boxes,
+            })
+            .collect(),
+    };
+    let path = folder.join("labels.json");
+    std::fs::write(&path, to_coco_json(&labels))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The longest side of an image the page labels without scaling it down
@@ -1924,12 +1955,17 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
         .scenes(Scenario::Transfer, Split::Test, transfer, 7, size)
         .map_err(|e| e.to_string())?;
     let mut names = Vec::new();
+    let mut truth = Vec::new();
     for (i, scene) in transfer_scenes.iter().enumerate() {
         let name = format!("transfer-{i:02}.png");
         write_image(&folders[0].join(&name), &scene.image)?;
+        truth.push((name.clone(), &scene.image, scene.boxes()));
         names.push(name);
     }
     write_json(&names, Some(&folders[0].join("index.json")))?;
+    // Their true boxes, for a user who wants to try importing labels (and
+    // for tests that script a careful user).
+    write_coco_labels(&folders[0], &DIGIT_CLASSES.map(String::from), truth)?;
     let history_scenes = generator
         .scenes(Scenario::General, Split::Train, history, 0, size)
         .map_err(|e| e.to_string())?;

@@ -2,10 +2,13 @@
 //! floor, as METHOD.md section 1 needs) and the boxes to show.
 
 use crate::detector::{
-    Detector, candidates_from_predictions, input_batch, model_device, to_image_pixels,
+    Detector, candidates_from_predictions, input_batch, model_device, shown_detections,
+    to_image_pixels,
 };
-use crate::geometry::Detection;
+use crate::fidelity::{FidelityConfig, Tally, VerdictCheck, check_image, history_agreement};
+use crate::geometry::{Detection, LabeledBox};
 use crate::image::Image;
+use crate::verdict::ImageVerdicts;
 
 /// Lowest score kept as a candidate (METHOD.md's floor).
 pub const CANDIDATE_FLOOR: f32 = 0.05;
@@ -54,4 +57,76 @@ pub async fn candidates<M: Detector>(
         }
     }
     Ok(out)
+}
+
+/// An image the user reviewed, as a verdict check needs it: the pixels the
+/// model looks at and the verdicts, given in the pixels of an image of
+/// `size` (`[width, height]`; the same image at another size, such as a
+/// sample's copy at the detector's input size, is checked the same way).
+#[derive(Clone, Copy, Debug)]
+pub struct Reviewed<'a> {
+    /// What the model is run on.
+    pub image: &'a Image,
+    /// The user's verdicts on it.
+    pub verdicts: &'a ImageVerdicts,
+    /// The size of the image the verdicts' boxes are in.
+    pub size: [usize; 2],
+}
+
+/// The boxes `model` shows on each image at `threshold` (after NMS), in that
+/// image's pixels.
+pub async fn shown_boxes<M: Detector>(
+    model: &M,
+    images: &[&Image],
+    threshold: f32,
+    batch_size: usize,
+) -> Result<Vec<Vec<Detection>>, String> {
+    Ok(candidates(model, images, batch_size)
+        .await?
+        .iter()
+        .map(|c| shown_detections(c, threshold, NMS_IOU))
+        .collect())
+}
+
+/// Checks the verdicts on each reviewed image against the boxes `model`
+/// shows on it now (at `config`'s score threshold, after NMS), as
+/// [`check_image`] decides: a forward pass, no backward.
+pub async fn check_reviewed<M: Detector>(
+    model: &M,
+    reviewed: &[Reviewed<'_>],
+    config: &FidelityConfig,
+    batch_size: usize,
+) -> Result<Vec<Vec<VerdictCheck>>, String> {
+    let images: Vec<&Image> = reviewed.iter().map(|r| r.image).collect();
+    let shown = shown_boxes(model, &images, config.score_threshold, batch_size).await?;
+    Ok(reviewed
+        .iter()
+        .zip(shown)
+        .map(|(r, shown)| {
+            let [w, h] = r.size;
+            let sx = w as f32 / r.image.width() as f32;
+            let sy = h as f32 / r.image.height() as f32;
+            let scaled: Vec<Detection> = shown
+                .into_iter()
+                .map(|d| Detection {
+                    bbox: d.bbox.scale(sx, sy),
+                    ..d
+                })
+                .collect();
+            check_image(r.verdicts, &scaled, config)
+        })
+        .collect())
+}
+
+/// History agreement of `model` on `images`, whose boxes are `labels` (one
+/// list per image, in its pixels): how many of them it still shows.
+pub async fn boxes_kept<M: Detector>(
+    model: &M,
+    images: &[&Image],
+    labels: &[Vec<LabeledBox>],
+    config: &FidelityConfig,
+    batch_size: usize,
+) -> Result<Tally, String> {
+    let shown = shown_boxes(model, images, config.score_threshold, batch_size).await?;
+    Ok(history_agreement(labels, &shown, config))
 }

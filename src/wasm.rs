@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::detector::{Detector, input_batch, model_device, shown_detections};
-use crate::fidelity::{FidelityConfig, check_image};
+use crate::fidelity::{EpochCheck, FidelityConfig, check_image, verdicts_honored};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
 use crate::formats::voc::write_voc;
@@ -30,7 +30,7 @@ use crate::geometry::{Detection, LabeledBox};
 use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
-use crate::predict::{NMS_IOU, candidates};
+use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates, check_reviewed};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
@@ -231,10 +231,20 @@ fn digest(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
+/// A reviewed image as the session keeps it: the sample trained on, and the
+/// verdicts it came from (in the pixels of the image the user saw, of
+/// `size`), which are checked after every epoch of a run until honored.
+struct Verified {
+    sample: Sample,
+    categories: Vec<Category>,
+    verdicts: ImageVerdicts,
+    size: [usize; 2],
+}
+
 struct Inner {
     /// `None` while a training run holds it.
     model: Option<AnyDetector>,
-    samples: BTreeMap<String, (Sample, Vec<Category>)>,
+    samples: BTreeMap<String, Verified>,
     history: HistoryLibrary<Sample>,
     /// The name of each history member, in library order.
     history_ids: Vec<String>,
@@ -282,12 +292,29 @@ struct TrainOptions {
     /// NanoDet only: train the neck and head, not the backbone.
     #[serde(default)]
     freeze_backbone: bool,
+    /// Check the verdicts after every epoch and stop once all are honored
+    /// (`epochs` is then the most it trains).
+    #[serde(default)]
+    until_honored: bool,
+    /// The display threshold the verdicts are checked at.
+    threshold: Option<f32>,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct TrainResult {
     records: Vec<StepRecord>,
     cancelled: bool,
+    /// The checks made at the ends of epochs, when training until honored.
+    epoch_checks: Vec<EpochCheck>,
+}
+
+/// What [`Session::run_training`] ends with.
+struct RunOutcome {
+    model: AnyDetector,
+    records: Vec<StepRecord>,
+    cancelled: bool,
+    epoch_checks: Vec<EpochCheck>,
 }
 
 #[derive(Serialize)]
@@ -356,6 +383,7 @@ struct ImportResult {
 /// The session's helpers that JavaScript does not see (wasm-bindgen exports
 /// no generic methods).
 impl Session {
+    #[allow(clippy::too_many_arguments)] // one run's inputs, as `train` gathers them
     async fn run_training<M: Detector + Into<AnyDetector>>(
         &self,
         model: M,
@@ -363,14 +391,38 @@ impl Session {
         transfer: &[Sample],
         history: &mut HistoryLibrary<Sample>,
         checkpoint: bool,
+        until_honored: Option<(&[Reviewed<'_>], FidelityConfig)>,
         on_step: &js_sys::Function,
-    ) -> Result<(AnyDetector, Vec<StepRecord>, bool), JsError> {
+    ) -> Result<RunOutcome, JsError> {
         let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
         let total = run.total_steps();
         let mut records = Vec::with_capacity(total);
+        let mut epoch_checks = Vec::new();
+        let outcome = |run: TrainingRun<'_, M>, records, cancelled, epoch_checks| RunOutcome {
+            model: run.into_model().into(),
+            records,
+            cancelled,
+            epoch_checks,
+        };
         while let Some(record) = run.step().await.map_err(error)? {
+            let epoch_ended = record.epoch < run.epochs_done();
             let value = to_js(&record)?;
             records.push(record);
+            let check = match until_honored {
+                Some((reviewed, config)) if epoch_ended && !run.is_finished() => {
+                    // A forward pass over the reviewed images, no backward.
+                    let checks = check_reviewed(run.model(), reviewed, &config, 8)
+                        .await
+                        .map_err(|e| error(format!("checking the verdicts failed: {e}")))?;
+                    let check = EpochCheck {
+                        epochs: run.epochs_done(),
+                        verdicts_honored: verdicts_honored(checks.iter().map(Vec::as_slice)),
+                    };
+                    epoch_checks.push(check);
+                    Some(check)
+                }
+                _ => None,
+            };
             let weights = if checkpoint {
                 let model: AnyDetector = run.model().clone().into();
                 let bytes = model.save(WeightsFormat::Burnpack).await.map_err(error)?;
@@ -378,21 +430,29 @@ impl Session {
             } else {
                 JsValue::UNDEFINED
             };
-            let args = js_sys::Array::of4(
+            let check_value = match &check {
+                Some(check) => to_js(check)?,
+                None => JsValue::UNDEFINED,
+            };
+            let args = js_sys::Array::of5(
                 &value,
                 &JsValue::from(run.steps_done()),
                 &JsValue::from(total),
                 &weights,
+                &check_value,
             );
             on_step
                 .apply(&JsValue::NULL, &args)
                 .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
+            if check.is_some_and(|c| c.verdicts_honored.all()) {
+                return Ok(outcome(run, records, false, epoch_checks));
+            }
             if self.cancel.get() && !run.is_finished() {
-                return Ok((run.into_model().into(), records, true));
+                return Ok(outcome(run, records, true, epoch_checks));
             }
             yield_to_page().await;
         }
-        Ok((run.into_model().into(), records, false))
+        Ok(outcome(run, records, false, epoch_checks))
     }
 
     /// The verified sample `id`.
@@ -401,7 +461,7 @@ impl Session {
             .borrow()
             .samples
             .get(id)
-            .map(|(sample, _)| sample.clone())
+            .map(|verified| verified.sample.clone())
             .ok_or_else(|| error(format!("there is no sample '{id}'")))
     }
 
@@ -421,7 +481,7 @@ impl Session {
                     inner
                         .samples
                         .get(id)
-                        .map(|(sample, _)| &sample.image)
+                        .map(|verified| &verified.sample.image)
                         .ok_or_else(|| error(format!("there is no sample '{id}'")))
                 })
                 .collect::<Result<Vec<&Image>, JsError>>()?;
@@ -527,7 +587,7 @@ impl Session {
         candidates: JsValue,
         verdicts: JsValue,
         threshold: f32,
-    ) -> Result<(Sample, Vec<Category>), JsError> {
+    ) -> Result<Verified, JsError> {
         check_threshold(threshold)?;
         let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
@@ -538,10 +598,12 @@ impl Session {
         };
         let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
         let model = self.current_model()?;
-        Ok((
-            Sample::new(&image, &target, model.spec()),
-            verdicts.categories(),
-        ))
+        Ok(Verified {
+            sample: Sample::new(&image, &target, model.spec()),
+            categories: verdicts.categories(),
+            verdicts,
+            size: [width, height],
+        })
     }
 
     /// Stores (or replaces) the verified sample `id`: its pixels, the
@@ -559,12 +621,10 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<JsValue, JsError> {
-        let (sample, categories) =
+        let verified =
             self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
-        self.inner
-            .borrow_mut()
-            .samples
-            .insert(id, (sample, categories.clone()));
+        let categories = verified.categories.clone();
+        self.inner.borrow_mut().samples.insert(id, verified);
         to_js(&SampleResult { categories })
     }
 
@@ -606,9 +666,9 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<(), JsError> {
-        let (sample, _) =
+        let verified =
             self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
-        self.push_history(id, sample)
+        self.push_history(id, verified.sample)
     }
 
     fn push_history(&self, id: String, sample: Sample) -> Result<(), JsError> {
@@ -640,7 +700,7 @@ impl Session {
             inner
                 .samples
                 .values()
-                .filter(|(_, cats)| cats.contains(&c))
+                .filter(|verified| verified.categories.contains(&c))
                 .count()
         };
         to_js(&Stats {
@@ -652,16 +712,39 @@ impl Session {
         })
     }
 
+    /// History agreement: how many of the history library's boxes the model
+    /// shows now at `threshold` (`{passed, total}`), a forward pass over its
+    /// members.
+    #[wasm_bindgen(js_name = historyAgreement)]
+    pub async fn history_agreement(&self, threshold: f32) -> Result<JsValue, JsError> {
+        check_threshold(threshold)?;
+        let model = self.current_model()?;
+        let members = self.inner.borrow().history.members().to_vec();
+        let images: Vec<&Image> = members.iter().map(|m| &m.image).collect();
+        let labels: Vec<Vec<LabeledBox>> =
+            members.iter().map(|m| m.target.positives.clone()).collect();
+        let config = FidelityConfig {
+            score_threshold: threshold,
+            ..FidelityConfig::default()
+        };
+        let kept = with_any_detector!(&model, model => boxes_kept(model, &images, &labels, &config, 8).await);
+        to_js(&kept.map_err(|e| error(format!("the device failed: {e}")))?)
+    }
+
     /// Stops a running training after its current step.
     pub fn cancel(&self) {
         self.cancel.set(true);
     }
 
     /// Trains on the verified samples with the history library, calling
-    /// `on_step(record, done, total, weights)` after each step (`weights`: the
-    /// burnpack bytes after the step when the options ask for `checkpoint`,
-    /// else undefined) and yielding to the page in between; resolves with
-    /// `{records, cancelled}`.
+    /// `on_step(record, done, total, weights, check)` after each step
+    /// (`weights`: the burnpack bytes after the step when the options ask
+    /// for `checkpoint`, else undefined; `check`: with `untilHonored`, at the
+    /// end of each epoch but the last, `{epochs, verdicts_honored: {passed,
+    /// total}}`, else undefined) and yielding to the page in between. With
+    /// `untilHonored` it stops after the first epoch that honors every
+    /// verdict, checked at `threshold`. Resolves with `{records, cancelled,
+    /// epochChecks}`.
     pub async fn train(
         &self,
         options: JsValue,
@@ -676,19 +759,44 @@ impl Session {
             rule,
             ..TrainConfig::default()
         };
-        let (model, transfer, mut history) = {
+        let threshold = options
+            .threshold
+            .unwrap_or(FidelityConfig::default().score_threshold);
+        check_threshold(threshold)?;
+        let fidelity = FidelityConfig {
+            score_threshold: threshold,
+            ..FidelityConfig::default()
+        };
+        let (model, transfer, verdicts, mut history) = {
             let mut inner = self.inner.borrow_mut();
             let model = inner
                 .model
                 .take()
                 .ok_or_else(|| error("training is already running"))?;
-            let transfer: Vec<Sample> = inner.samples.values().map(|(s, _)| s.clone()).collect();
+            let transfer: Vec<Sample> = inner.samples.values().map(|v| v.sample.clone()).collect();
+            let verdicts: Vec<(ImageVerdicts, [usize; 2])> = inner
+                .samples
+                .values()
+                .map(|v| (v.verdicts.clone(), v.size))
+                .collect();
             let history = std::mem::replace(
                 &mut inner.history,
                 HistoryLibrary::new(HistoryConfig::default()),
             );
-            (model, transfer, history)
+            (model, transfer, verdicts, history)
         };
+        let reviewed: Vec<Reviewed> = transfer
+            .iter()
+            .zip(&verdicts)
+            .map(|(sample, (verdicts, size))| Reviewed {
+                image: &sample.image,
+                verdicts,
+                size: *size,
+            })
+            .collect();
+        let until_honored = options
+            .until_honored
+            .then_some((reviewed.as_slice(), fidelity));
         let model = model.with_frozen_backbone(options.freeze_backbone);
         self.cancel.set(false);
         let result = with_any_detector!(&model, model => {
@@ -698,6 +806,7 @@ impl Session {
                 &transfer,
                 &mut history,
                 options.checkpoint,
+                until_honored,
                 &on_step,
             )
             .await
@@ -705,9 +814,13 @@ impl Session {
         let mut inner = self.inner.borrow_mut();
         inner.history = history;
         match result {
-            Ok((trained, records, cancelled)) => {
-                inner.model = Some(trained);
-                to_js(&TrainResult { records, cancelled })
+            Ok(outcome) => {
+                inner.model = Some(outcome.model);
+                to_js(&TrainResult {
+                    records: outcome.records,
+                    cancelled: outcome.cancelled,
+                    epoch_checks: outcome.epoch_checks,
+                })
             }
             Err(e) => {
                 inner.model = Some(model);
@@ -736,7 +849,7 @@ impl Session {
                 .samples
                 .iter()
                 .filter(|(id, _)| !ids.contains(id))
-                .map(|(id, (sample, _))| (id.clone(), sample.clone()))
+                .map(|(id, verified)| (id.clone(), verified.sample.clone()))
                 .collect();
             let history = std::mem::replace(
                 &mut inner.history,

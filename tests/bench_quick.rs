@@ -1,8 +1,85 @@
-//! `veritune bench quality --quick` runs the whole quality pipeline end to
-//! end on the committed meta-model and real scenes: simulated verdicts, every
-//! mixing rule, mAP, the two-round history experiment, table, CSV and plot.
+//! The quality pipeline on the committed meta-model and real scenes:
+//! `veritune bench quality --quick` runs it end to end (simulated verdicts,
+//! every mixing rule, mAP, the two-round history experiment, table, CSV and
+//! plot), and verdicts are checked the same on an image and on its sample.
 
 use std::process::Command;
+
+use burn::tensor::Device;
+use veritune::detector::{Detector, shown_detections};
+use veritune::fidelity::{Asked, FidelityConfig};
+use veritune::geometry::{BBox, LabeledBox};
+use veritune::predict::{NMS_IOU, Reviewed, candidates, check_reviewed};
+use veritune::sample::Sample;
+use veritune::scenes::{DEFAULT_SIZE, Scenario, SceneGenerator, Split, data_dir};
+use veritune::verdict::{ImageVerdicts, Judgement, ShownBox};
+use veritune::weights::load_fcos;
+
+/// Verdicts are checked after every epoch on the samples the session keeps
+/// (the image stretched to the detector's input size) while the user gave
+/// them on the image they saw: both give the same answer, the expected one.
+#[test]
+fn verdicts_are_checked_alike_on_an_image_and_on_its_sample() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/fcos-digits.bpk"
+    ))
+    .expect("the committed meta-model");
+    let model = load_fcos(&bytes, &Device::flex()).expect("loads");
+    let generator = SceneGenerator::load(&data_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let config = FidelityConfig::default();
+    // A general scene where the meta-model shows at least two digits, seen
+    // by the user at a size and aspect other than the detector's.
+    let (image, shown) = (0..20)
+        .find_map(|index| {
+            let scene = generator
+                .scene(Scenario::General, Split::Test, 3, index, DEFAULT_SIZE)
+                .expect("a scene");
+            let image = scene.image.resized(300, 200);
+            let found = pollster::block_on(candidates(&model, &[&image], 1)).expect("predicts");
+            let shown = shown_detections(&found[0], config.score_threshold, NMS_IOU);
+            (shown.len() >= 2).then_some((image, shown))
+        })
+        .expect("a scene with two digits shown");
+    // The first box rejected, the others confirmed, and a digit drawn in a
+    // corner where there is none.
+    let verdicts = ImageVerdicts {
+        shown: shown
+            .iter()
+            .enumerate()
+            .map(|(k, d)| ShownBox {
+                detection: *d,
+                judgement: Some(if k == 0 {
+                    Judgement::Rejected
+                } else {
+                    Judgement::Confirmed
+                }),
+            })
+            .collect(),
+        drawn: vec![LabeledBox {
+            bbox: BBox::new(0.0, 0.0, 12.0, 12.0),
+            class: 3,
+        }],
+        reviewed_classes: None,
+    };
+    let sample = Sample::from_ground_truth(&image, &[], model.spec());
+    assert_ne!(sample.image.width(), image.width());
+    let check = |on| {
+        let reviewed = Reviewed {
+            image: on,
+            verdicts: &verdicts,
+            size: [300, 200],
+        };
+        pollster::block_on(check_reviewed(&model, &[reviewed], &config, 8)).expect("checks")
+    };
+    let on_image = check(&image);
+    assert_eq!(on_image, check(&sample.image));
+    let asked: Vec<(Asked, bool)> = on_image[0].iter().map(|c| (c.asked, c.honored)).collect();
+    let mut expected = vec![(Asked::Rejected, false)];
+    expected.extend((1..shown.len()).map(|_| (Asked::Confirmed, true)));
+    expected.push((Asked::Drawn, false));
+    assert_eq!(asked, expected);
+}
 
 #[test]
 fn quick_quality_benchmark_writes_every_result() {

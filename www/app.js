@@ -102,6 +102,7 @@ const ui = {
     history: $('count-history'),
   },
   epochs: $('epochs'),
+  untilHonored: $('until-honored'),
   rule: $('rule'),
   batchSize: $('batch-size'),
   learningRate: $('learning-rate'),
@@ -707,6 +708,7 @@ function settings() {
     threshold,
     rule: ui.rule.value,
     epochs: ui.epochs.value,
+    untilHonored: ui.untilHonored.checked,
     batchSize: ui.batchSize.value,
     learningRate: ui.learningRate.value,
     updateHistory: ui.updateHistory.checked,
@@ -1479,6 +1481,7 @@ function setLocked(value) {
   ui.exportButton.disabled = value || !session;
   ui.statusCancel.disabled = Boolean(crashMessage);
   ui.epochs.disabled = value;
+  ui.untilHonored.disabled = value;
   ui.rule.disabled = value;
   ui.batchSize.disabled = value;
   ui.learningRate.disabled = value;
@@ -1517,7 +1520,15 @@ function readTrainOptions() {
     throw new Error('Batch size must be a whole number from 1 to 64.');
   }
   if (!(learningRate > 0 && learningRate <= 1)) throw new Error('The learning rate must be a number above 0 and at most 1.');
-  return { epochs, rule: ui.rule.value, batchSize, learningRate, freezeBackbone: hasBackboneChoice() && ui.freezeBackbone.checked };
+  return {
+    epochs,
+    untilHonored: ui.untilHonored.checked,
+    threshold,
+    rule: ui.rule.value,
+    batchSize,
+    learningRate,
+    freezeBackbone: hasBackboneChoice() && ui.freezeBackbone.checked,
+  };
 }
 
 function figures(entries, which) {
@@ -1589,6 +1600,8 @@ async function train() {
       seconds: 0,
       before: figures(images, (e) => e.latest),
       after: null,
+      epochChecks: [],
+      historyKept: null,
     };
     for (const c of Object.values(charts)) c.clear();
     ui.trainProgress.value = 0;
@@ -1596,10 +1609,12 @@ async function train() {
     const t0 = performance.now();
     ui.cancelTrain.disabled = false;
     setStatus(`Training with the ${options.rule} rule…`);
-    ui.trainStatus.textContent = `Starting ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}…`;
+    ui.trainStatus.textContent = options.untilHonored
+      ? `Starting: at most ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}, until every verdict is honored…`
+      : `Starting ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} on ${stats.samples} image${stats.samples === 1 ? '' : 's'}…`;
     let skipped = 0;
     let stepStart = t0;
-    const onStep = (record, done, total, weights) => {
+    const onStep = (record, done, total, weights, check) => {
       const now = performance.now();
       // Milliseconds of this step as the page saw it (the first includes compiling kernels).
       if (record) record.ms = Math.round(now - stepStart);
@@ -1613,8 +1628,14 @@ async function train() {
       ui.trainProgress.max = total;
       ui.trainProgress.value = done;
       ui.trainProgress.setAttribute('aria-valuetext', `step ${done} of ${total}`);
+      if (check) run.epochChecks.push(check);
+      const last = run.epochChecks[run.epochChecks.length - 1];
       ui.trainStatus.textContent =
-        `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left` +
+        (options.untilHonored
+          ? `Step ${done} of at most ${total} · epoch ${epoch} of at most ${options.epochs} · ` +
+            (last ? `${honoredText(last.verdicts_honored)} after epoch ${last.epochs} · ` : '') +
+            `at most about ${formatSeconds(left)} left`
+          : `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left`) +
         (skipped ? ` · ${skipped} skipped` : '');
       if (weights) checkpoint(run, weights, total);
       const mix = (record && record.mix) || {};
@@ -1636,7 +1657,12 @@ async function train() {
     if (result) {
       run.cancelled = Boolean(result.cancelled);
       if (Array.isArray(result.records) && result.records.length > run.records.length) run.records = result.records;
-      ui.trainStatus.textContent = `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}.`;
+      if (Array.isArray(result.epochChecks)) run.epochChecks = result.epochChecks;
+      const last = run.epochChecks[run.epochChecks.length - 1];
+      const reached = !run.cancelled && last && last.verdicts_honored.passed === last.verdicts_honored.total;
+      ui.trainStatus.textContent =
+        `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}` +
+        (reached ? `, every verdict honored after epoch ${last.epochs}.` : '.');
       const skippedInRun = run.records.filter((r) => r && r.skipped).length;
       if (skippedInRun) ui.trainStatus.textContent += ` ${skippedSteps(skippedInRun)}`;
     }
@@ -1660,6 +1686,7 @@ async function train() {
     setLocked(false);
     const pass = await startPredictLoop('Predicting again with the adapted model');
     run.after = figures(images.filter((e) => !e.stale), (e) => e.latest);
+    run.historyKept = await historyKept();
     if (project) project.saveRun(run);
     showChanges(run, pass.cancelled);
     ui.trainStatus.textContent += pass.cancelled ? ' Predicting again was stopped.' : ' Images predicted again.';
@@ -1746,7 +1773,7 @@ function showChanges(run, partial) {
     `boxes shown ${b.shown} → ${a.shown}; boxes matching your verdicts ${b.matching} → ${a.matching} of ${a.userBoxes}; ` +
     `rejected boxes still shown ${b.rejectedShown} → ${a.rejectedShown} of ${a.rejected}.` +
     (partial ? ' Some images were not predicted again.' : '');
-  showFidelity();
+  showFidelity(run);
   ui.changesPanel.hidden = false;
   ui.changesPanel.scrollIntoView({ block: 'nearest' });
   renderAll();
@@ -1759,12 +1786,36 @@ const ASKED = {
   drawn: 'drawn box not shown',
 };
 
+/** "5 of 7 verdicts honored", or "All 7 verdicts honored". */
+function honoredText({ passed, total }) {
+  return passed === total ? `All ${total} verdict${total === 1 ? '' : 's'} honored` : `${passed} of ${total} verdicts honored`;
+}
+
 /**
- * "7 of 8 verdicts honored" over the images trained on, as the crate's
- * fidelity rule decides on their predictions after training, and a button per
- * verdict not honored yet that opens its image with the box selected.
+ * History agreement after a run (`{passed, total}`: the history library's
+ * boxes the model still shows, as the session measures it), or null without
+ * a history library or when it cannot be measured.
  */
-function showFidelity() {
+async function historyKept() {
+  if (!session || crashMessage) return null;
+  try {
+    const stats = await withSession((s) => s.stats());
+    if (!stats.history) return null;
+    setStatus('Checking the history library with the adapted model…');
+    return await withSession((s) => s.historyAgreement(threshold));
+  } catch (e) {
+    showError('The history library could not be checked', e);
+    return null;
+  }
+}
+
+/**
+ * "7 of 8 verdicts honored, history kept 96 %" over the images trained on,
+ * as the crate's fidelity rule decides on their predictions after `run`, and
+ * a button per verdict not honored yet that opens its image with the box
+ * selected.
+ */
+function showFidelity(run) {
   const missed = [];
   let honored = 0;
   let total = 0;
@@ -1781,9 +1832,13 @@ function showFidelity() {
       }
     }
   }
+  const kept = run.historyKept;
   ui.fidelitySummary.textContent =
-    `${honored} of ${total} verdicts honored` +
-    (missed.length ? '. Not honored yet (train again, or raise the epochs or the learning rate under Advanced):' : '.');
+    honoredText({ passed: honored, total }) +
+    (kept && kept.total ? `, history kept ${Math.round((100 * kept.passed) / kept.total)} %` : '') +
+    (missed.length
+      ? '. Not honored yet (train again to go on from here, raise Epochs, or raise the learning rate under Advanced):'
+      : '.');
   ui.notHonored.replaceChildren(
     ...missed.map(({ entry, check, box }) => {
       const li = document.createElement('li');
@@ -1912,6 +1967,9 @@ async function exportAll() {
         run: r.index,
         rule: r.rule,
         epochs: r.epochs,
+        untilHonored: Boolean(r.untilHonored),
+        epochChecks: r.epochChecks || [],
+        historyKept: r.historyKept || null,
         batchSize: r.batchSize,
         learningRate: r.learningRate,
         freezeBackbone: Boolean(r.freezeBackbone),
@@ -2277,6 +2335,7 @@ function applySettings(saved = {}) {
   }
   if ([...ui.rule.options].some((o) => o.value === saved.rule)) ui.rule.value = saved.rule;
   set(ui.epochs, saved.epochs);
+  if (typeof saved.untilHonored === 'boolean') ui.untilHonored.checked = saved.untilHonored;
   set(ui.batchSize, saved.batchSize);
   set(ui.learningRate, saved.learningRate);
   if (typeof saved.updateHistory === 'boolean') ui.updateHistory.checked = saved.updateHistory;
@@ -2590,7 +2649,7 @@ function wireUi() {
     for (const e of images) if (e.base && (e.inSession || isReviewed(e))) scheduleSync(e);
     persist();
   });
-  for (const el of [ui.rule, ui.epochs, ui.batchSize, ui.learningRate, ui.updateHistory, ui.freezeBackbone, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
+  for (const el of [ui.rule, ui.epochs, ui.untilHonored, ui.batchSize, ui.learningRate, ui.updateHistory, ui.freezeBackbone, ui.drawClass, ui.weightsFormat, ui.labelFormat]) {
     el.addEventListener('change', () => persist());
   }
   ui.projectsButton.addEventListener('click', openProjectsDialog);

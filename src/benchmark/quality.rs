@@ -13,17 +13,17 @@ use super::Spread;
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
 use crate::evaluate::{MAP_IOU, evaluate};
-use crate::fidelity::{FidelityConfig, Tally, check_image, history_agreement, verdicts_honored};
-use crate::geometry::{Detection, LabeledBox};
+use crate::fidelity::{FidelityConfig, Tally, verdicts_honored};
+use crate::geometry::LabeledBox;
 use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
-use crate::predict::{NMS_IOU, candidates};
+use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates, check_reviewed};
 use crate::pretrain::eval_seed;
 use crate::sample::Sample;
 use crate::scenes::{Scenario, Scene, SceneGenerator, Split};
 use crate::simulate::simulated_verdicts;
-use crate::trainer::{Control, TrainConfig, train, update_history};
+use crate::trainer::{Control, TrainConfig, TrainOutcome, train, update_history};
 use crate::verdict::{ImageVerdicts, TargetConfig, build_target};
 
 /// Settings of the quality benchmark.
@@ -141,6 +141,9 @@ pub struct QualityRow {
     pub verdicts_honored: f64,
     /// The fraction of the history library's boxes it still shows.
     pub history_agreement: f64,
+    /// Steps whose transfer and history gradients conflicted (similarity
+    /// below 0): the only steps where the default rule and replay differ.
+    pub conflicting_steps: usize,
 }
 
 /// mAP@0.5 of `model` on scenes.
@@ -189,14 +192,17 @@ impl Verified {
 
     /// How many of the verdicts `model` honors on these scenes.
     pub fn honored_by<M: Detector>(&self, model: &M) -> Result<Tally, String> {
-        let config = fidelity_config();
-        let shown = shown_on(model, &self.scenes)?;
-        let checks: Vec<_> = self
-            .verdicts
+        let reviewed: Vec<Reviewed> = self
+            .scenes
             .iter()
-            .zip(&shown)
-            .map(|(verdicts, shown)| check_image(verdicts, shown, &config))
+            .zip(&self.verdicts)
+            .map(|(scene, verdicts)| Reviewed {
+                image: &scene.image,
+                verdicts,
+                size: [scene.image.width(), scene.image.height()],
+            })
             .collect();
+        let checks = pollster::block_on(check_reviewed(model, &reviewed, &fidelity_config(), 8))?;
         Ok(verdicts_honored(checks.iter().map(Vec::as_slice)))
     }
 }
@@ -209,25 +215,11 @@ fn fidelity_config() -> FidelityConfig {
     }
 }
 
-/// The boxes `model` shows on each of `scenes`.
-fn shown_on<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Vec<Vec<Detection>>, String> {
-    let threshold = TargetConfig::default().score_threshold;
-    let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
-    let all = pollster::block_on(candidates(model, &images, 8))?;
-    Ok(all
-        .iter()
-        .map(|c| shown_detections(c, threshold, NMS_IOU))
-        .collect())
-}
-
 /// How many of the boxes of `scenes` `model` still shows.
 fn agreement_on<M: Detector>(model: &M, scenes: &[Scene]) -> Result<Tally, String> {
     let labels: Vec<Vec<LabeledBox>> = scenes.iter().map(Scene::boxes).collect();
-    Ok(history_agreement(
-        &labels,
-        &shown_on(model, scenes)?,
-        &fidelity_config(),
-    ))
+    let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
+    pollster::block_on(boxes_kept(model, &images, &labels, &fidelity_config(), 8))
 }
 
 /// Scenes of one scenario and split.
@@ -284,11 +276,10 @@ fn fine_tune(
     config: TrainConfig,
     samples: &[Sample],
     history: &mut HistoryLibrary<Sample>,
-) -> Result<Fcos, String> {
+) -> Result<TrainOutcome<Fcos>, String> {
     train(model.clone(), config, samples, history, |_, _| {
         Control::Continue
     })
-    .map(|outcome| outcome.model)
     .map_err(|e| e.to_string())
 }
 
@@ -380,8 +371,9 @@ pub fn run_quality(
                 let mut history = base_history.clone();
                 let train_config = config.train_config(rule, seed);
                 let start = Instant::now();
-                let model = fine_tune(meta, train_config, &transfer.samples, &mut history)?;
+                let outcome = fine_tune(meta, train_config, &transfer.samples, &mut history)?;
                 let seconds = start.elapsed().as_secs_f64();
+                let model = outcome.model;
                 let general_map = scenes_map(&model, &tests.general)?;
                 let row = QualityRow {
                     n,
@@ -393,6 +385,11 @@ pub fn run_quality(
                     seconds,
                     verdicts_honored: transfer.honored_by(&model)?.fraction(),
                     history_agreement: agreement_on(&model, &history_scenes)?.fraction(),
+                    conflicting_steps: outcome
+                        .records
+                        .iter()
+                        .filter(|r| r.mix.similarity < 0.0)
+                        .count(),
                 };
                 on_row(&row);
                 rows.push(row);
@@ -486,11 +483,11 @@ pub fn markdown(baseline: &Baseline, summary: &[QualitySummary]) -> String {
 /// Every row as CSV with a header.
 pub fn csv(rows: &[QualityRow]) -> String {
     let mut out = String::from(
-        "n,seed,rule,transfer_map,general_map,forgetting,seconds,verdicts_honored,history_agreement\n",
+        "n,seed,rule,transfer_map,general_map,forgetting,seconds,verdicts_honored,history_agreement,conflicting_steps\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{:.5},{:.5},{:.5},{:.2},{:.5},{:.5}\n",
+            "{},{},{},{:.5},{:.5},{:.5},{:.2},{:.5},{:.5},{}\n",
             r.n,
             r.seed,
             r.rule,
@@ -499,7 +496,8 @@ pub fn csv(rows: &[QualityRow]) -> String {
             r.forgetting,
             r.seconds,
             r.verdicts_honored,
-            r.history_agreement
+            r.history_agreement,
+            r.conflicting_steps
         ));
     }
     out
@@ -514,8 +512,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<QualityRow>, String> {
         .map(|(i, line)| {
             let bad = |what: &str| format!("line {}: {what}", i + 1);
             let fields: Vec<&str> = line.split(',').collect();
-            if fields.len() != 9 {
-                return Err(bad("expected 9 comma-separated fields"));
+            if fields.len() != 10 {
+                return Err(bad("expected 10 comma-separated fields"));
             }
             let number = |k: usize| {
                 fields[k]
@@ -536,6 +534,9 @@ pub fn parse_csv(text: &str) -> Result<Vec<QualityRow>, String> {
                 seconds: number(6)?,
                 verdicts_honored: number(7)?,
                 history_agreement: number(8)?,
+                conflicting_steps: fields[9]
+                    .parse()
+                    .map_err(|_| bad("the conflicting steps are not a count"))?,
             })
         })
         .collect()
@@ -577,7 +578,8 @@ pub fn run_rounds(
             train_config.clone(),
             &transfer.samples,
             &mut round_history,
-        )?;
+        )?
+        .model;
         let after_round_1 = tests.measure(&round_1)?;
         let third = verified_scenes(
             &round_1,
@@ -595,7 +597,8 @@ pub fn run_rounds(
                 policy,
             ))
             .map_err(|e| e.to_string())?;
-            let round_2 = fine_tune(&round_1, train_config.clone(), &third.samples, &mut history)?;
+            let round_2 =
+                fine_tune(&round_1, train_config.clone(), &third.samples, &mut history)?.model;
             let row = RoundsRow {
                 policy,
                 seed,
@@ -654,6 +657,7 @@ mod tests {
                 seconds: 3.0,
                 verdicts_honored: 0.75,
                 history_agreement: general_map,
+                conflicting_steps: seed as usize,
             })
             .collect();
         let back = parse_csv(&csv(&rows)).unwrap();
@@ -661,12 +665,13 @@ mod tests {
         assert!((back[1].forgetting - 0.15).abs() < 1e-4);
         assert!((back[1].history_agreement - 0.8).abs() < 1e-9);
         assert!((back[0].verdicts_honored - 0.75).abs() < 1e-9);
+        assert_eq!(back[1].conflicting_steps, 1);
         let summary = summarize(&back);
         assert_eq!(summary.len(), 1);
         assert!((summary[0].transfer_map.mean - 0.6).abs() < 1e-9);
         assert_eq!(summary[0].seeds, 2);
         assert!(
-            parse_csv("header\n1,2,nope,0,0,0,0,0,0\n")
+            parse_csv("header\n1,2,nope,0,0,0,0,0,0,0\n")
                 .unwrap_err()
                 .contains("line 2")
         );

@@ -37,6 +37,8 @@ const SAMPLE_IMAGE = join(ROOT, 'www/samples/transfer/transfer-00.png');
 // every image is predicted again after training: the WebGPU suite opens three
 // of the twelve samples (the CPU suite below opens them all).
 const WEBGPU_SAMPLES = 3;
+// The sample scenes a scripted user reviews in the CPU suite.
+const SCRIPTED_USER_IMAGES = ['transfer-01.png', 'transfer-02.png', 'transfer-03.png', 'transfer-04.png'];
 
 describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   let server;
@@ -180,6 +182,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
 
   test('cancel stops a long training run', { timeout: TRAIN_MS + WAIT_MS }, async () => {
     await page.locator('#epochs').fill('50');
+    await page.locator('#until-honored').uncheck();
     const attempts = await trainAttempts(page);
     await page.locator('#train').click();
     // Cancel as soon as the run lets it (the first step is under way): the
@@ -335,6 +338,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     const samples = (await counters(page)).samples;
     assert.ok(samples >= 1, 'judged images from the earlier tests');
     await page.locator('#epochs').fill('3');
+    await page.locator('#until-honored').uncheck();
     await page.locator('#train').click();
     await page.waitForFunction(() => /Step [1-9]/.test(document.getElementById('train-status').textContent), null, { timeout: TRAIN_MS });
     assert.ok((await page.evaluate(() => window.__testDevices.length)) > 0, 'the page asked for a device');
@@ -398,6 +402,42 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
     assertStaysLocal(browser, server);
+  });
+
+  test('one press of Train honors every verdict of a careful user', { timeout: WAIT_MS + TRAIN_MS }, async (t) => {
+    // The careful user: the true boxes of four sample scenes, imported as
+    // labels (each shown box matching one confirmed, the others rejected,
+    // the objects none matched drawn).
+    const truth = JSON.parse(readFileSync(join(ROOT, 'www/samples/transfer/labels.json'), 'utf8'));
+    const images = truth.images.filter((i) => SCRIPTED_USER_IMAGES.includes(i.file_name));
+    const ids = new Set(images.map((i) => i.id));
+    const labels = { ...truth, images, annotations: truth.annotations.filter((a) => ids.has(a.image_id)) };
+    await page.locator('#labels-input').setInputFiles([
+      { name: 'labels.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(labels)) },
+    ]);
+    await page.waitForFunction(() => document.getElementById('import-report').textContent.startsWith('Imported COCO'));
+    const report = await page.locator('#import-report').innerText();
+    const [, confirmed, rejected, drawn] =
+      report.match(/^Imported COCO labels for 4 images \(\d+ objects\): (\d+) shown box(?:es)? confirmed, (\d+) rejected, (\d+) drawn\./) ?? [];
+    assert.ok(confirmed !== undefined, report);
+    assert.ok(Number(drawn) > 0, `the meta-model misses digits on these scenes: ${report}`);
+    await page.waitForFunction(() => Number(document.getElementById('count-samples').textContent) >= 4);
+    const verdicts = Number(confirmed) + Number(rejected) + Number(drawn);
+
+    await trainAndWait(page, { epochs: 30, untilHonored: true });
+    const status = await page.locator('#train-status').innerText();
+    t.diagnostic(status);
+    assert.match(status, /^Finished: \d+ steps? in .*, every verdict honored after epoch \d+\./, status);
+    const fidelity = await page.locator('#fidelity-summary').innerText();
+    t.diagnostic(fidelity);
+    const [, honored, kept] = fidelity.match(/^All (\d+) verdicts honored, history kept (\d+) %\.$/) ?? [];
+    assert.ok(honored !== undefined, fidelity);
+    // Every reviewed image's verdicts: the four imported and transfer-00's,
+    // confirmed in the test before.
+    assert.ok(Number(honored) >= verdicts, `${honored} verdicts checked, ${verdicts} imported`);
+    assert.equal(await page.locator('#not-honored li').count(), 0);
+    assert.ok(Number(kept) >= 90, fidelity);
+    assert.equal(await pageErrors(page), '');
   });
 });
 

@@ -303,9 +303,13 @@ export async function counters(page) {
   );
 }
 
-/** Sets epochs, presses Train and waits for the run (and the prediction pass after it) to end. */
-export async function trainAndWait(page, { epochs = 1 } = {}) {
+/**
+ * Sets epochs (exactly that many, or at most that many `untilHonored`),
+ * presses Train and waits for the run (and the prediction pass after it) to end.
+ */
+export async function trainAndWait(page, { epochs = 1, untilHonored = false } = {}) {
   await page.locator('#epochs').fill(String(epochs));
+  await page.locator('#until-honored').setChecked(untilHonored);
   const attempts = await trainAttempts(page);
   await page.locator('#train').click();
   await waitTrainingDone(page, attempts);

@@ -45,6 +45,7 @@ describe('a tab closed during training', { timeout: 3 * WAIT_MS + TRAIN_MS }, ()
     await page.locator('#batch-size').fill('1');
     await page.locator('#update-history').uncheck();
     await page.locator('#epochs').fill('20');
+    await page.locator('#until-honored').uncheck();
 
     let saved;
     const frozen = new Promise((resolve) => (saved = resolve));
