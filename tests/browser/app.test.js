@@ -424,6 +424,9 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 2 * WAIT_
     await page.waitForFunction(() => Number(document.getElementById('count-samples').textContent) >= 4);
     const verdicts = Number(confirmed) + Number(rejected) + Number(drawn);
 
+    // Batches of two: three steps per epoch between the checks.
+    await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();
+    await page.locator('#batch-size').fill('2');
     await trainAndWait(page, { epochs: 30, untilHonored: true });
     const status = await page.locator('#train-status').innerText();
     t.diagnostic(status);
