@@ -236,7 +236,6 @@ fn digest(bytes: &[u8]) -> String {
 /// `size`), which are checked after every epoch of a run until honored.
 struct Verified {
     sample: Sample,
-    categories: Vec<Category>,
     verdicts: ImageVerdicts,
     size: [usize; 2],
 }
@@ -578,7 +577,7 @@ impl Session {
     }
 
     /// The sample of an image, its verdicts and the candidates they were given
-    /// on (see [`Session::set_sample`]), with its categories.
+    /// on (see [`Session::set_sample`]).
     fn verified_sample(
         &self,
         rgba: &[u8],
@@ -600,7 +599,6 @@ impl Session {
         let model = self.current_model()?;
         Ok(Verified {
             sample: Sample::new(&image, &target, model.spec()),
-            categories: verdicts.categories(),
             verdicts,
             size: [width, height],
         })
@@ -623,7 +621,7 @@ impl Session {
     ) -> Result<JsValue, JsError> {
         let verified =
             self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
-        let categories = verified.categories.clone();
+        let categories = verified.verdicts.categories();
         self.inner.borrow_mut().samples.insert(id, verified);
         to_js(&SampleResult { categories })
     }
@@ -700,7 +698,7 @@ impl Session {
             inner
                 .samples
                 .values()
-                .filter(|verified| verified.categories.contains(&c))
+                .filter(|verified| verified.verdicts.categories().contains(&c))
                 .count()
         };
         to_js(&Stats {
