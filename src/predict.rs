@@ -119,7 +119,8 @@ pub async fn check_reviewed<M: Detector>(
 }
 
 /// History agreement of `model` on `images`, whose boxes are `labels` (one
-/// list per image, in its pixels): how many of them it still shows.
+/// list per image, in its pixels): how many of them it still shows. Only
+/// the images with boxes are run (the photo history's backgrounds have none).
 pub async fn boxes_kept<M: Detector>(
     model: &M,
     images: &[&Image],
@@ -127,6 +128,12 @@ pub async fn boxes_kept<M: Detector>(
     config: &FidelityConfig,
     batch_size: usize,
 ) -> Result<Tally, String> {
-    let shown = shown_boxes(model, images, config.score_threshold, batch_size).await?;
-    Ok(history_agreement(labels, &shown, config))
+    let (images, labels): (Vec<&Image>, Vec<Vec<LabeledBox>>) = images
+        .iter()
+        .zip(labels)
+        .filter(|(_, boxes)| !boxes.is_empty())
+        .map(|(image, boxes)| (*image, boxes.clone()))
+        .unzip();
+    let shown = shown_boxes(model, &images, config.score_threshold, batch_size).await?;
+    Ok(history_agreement(&labels, &shown, config))
 }
