@@ -161,10 +161,14 @@ pub enum YoloError {
 }
 
 /// The class names of a class list (`classes.txt`, Darknet's `obj.names`):
-/// one per line, surrounding spaces ignored, trailing empty lines allowed.
+/// one per line, surrounding spaces (and byte order marks, which no editor
+/// shows) ignored, trailing empty lines allowed.
 pub fn read_class_list(file: &TextFile) -> Result<Vec<String>, YoloError> {
-    let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let lines: Vec<&str> = file
+        .text
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}'))
+        .collect();
     let used = lines
         .iter()
         .rposition(|l| !l.is_empty())
@@ -413,6 +417,22 @@ mod tests {
         );
         let err = read_class_list(&file("obj.names", "a\nb\na")).unwrap_err();
         assert!(err.to_string().starts_with("obj.names, line 3:"), "{err}");
+    }
+
+    /// A byte order mark anywhere around a name is no part of it (found by
+    /// the fuzzer: a first line of tabs around a mark read as a class whose
+    /// written list then read back with an empty first line).
+    #[test]
+    fn class_lists_ignore_byte_order_marks_around_names() {
+        assert_eq!(
+            read_class_list(&file("c.txt", "\t\u{feff}\t\nb\n")),
+            Err(YoloError::EmptyClassName {
+                file: "c.txt".into(),
+                line: 1
+            })
+        );
+        let names = read_class_list(&file("c.txt", "a\n\u{feff}b\u{feff}\n")).expect("valid list");
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]
