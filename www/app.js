@@ -19,8 +19,15 @@ import { TargetClassPicker } from './target-classes.js';
 
 const params = new URLSearchParams(location.search);
 const PREFER_WEBGPU = params.get('backend') !== 'cpu';
+/** The positive whole number a flag of the address gives, else Infinity (no limit). */
+const limitParam = (name) => (/^[1-9][0-9]*$/.test(params.get(name) ?? '') ? Number(params.get(name)) : Infinity);
 /** `?samples=N` opens only the model's first N sample images (a quicker start); all of them otherwise. */
-const SAMPLE_LIMIT = /^[1-9][0-9]*$/.test(params.get('samples') ?? '') ? Number(params.get('samples')) : Infinity;
+const SAMPLE_LIMIT = limitParam('samples');
+/**
+ * `?history=N` starts the history library with only the first N sample history
+ * images (quicker training checks on a slow device); all of them otherwise.
+ */
+const HISTORY_LIMIT = limitParam('history');
 /** The wasm module, and the chosen model's files (set at start from models.json). */
 const ASSETS = { pkg: './pkg/veritune.js', model: '', transfer: '', history: '' };
 
@@ -2433,7 +2440,7 @@ async function loadHistory() {
   ui.historyAbout.textContent = historyAbout ? `History library: ${historyAbout}.` : '';
   const byId = new Map(list.map((item) => [historyId(String(item && item.file)), item]));
   const saved = project && Array.isArray(project.record.history) ? project.record.history.map(String) : null;
-  const ids = saved || [...byId.keys()];
+  const ids = saved || [...byId.keys()].slice(0, HISTORY_LIMIT);
   const failures = [];
   for (const id of ids) {
     const entry = images.find((e) => e.id === id);

@@ -37,6 +37,9 @@ const SAMPLE_IMAGE = join(ROOT, 'www/samples/transfer/transfer-00.png');
 // every image is predicted again after training: the WebGPU suite opens three
 // of the twelve samples (the CPU suite below opens them all).
 const WEBGPU_SAMPLES = 3;
+// The history library is checked after every run (a forward pass over it):
+// the WebGPU suite starts it with eight of the 32 sample history images.
+const WEBGPU_HISTORY = 8;
 // The sample scenes a scripted user reviews in the CPU suite.
 const SCRIPTED_USER_IMAGES = ['transfer-01.png', 'transfer-02.png', 'transfer-03.png', 'transfer-04.png'];
 
@@ -65,7 +68,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   after(() => stopSuite({ server, browser }));
 
   test('loads with the backend badge and boxes on the first sample', { timeout: 2 * WAIT_MS }, async () => {
-    await page.goto(appUrl(server.url, { samples: WEBGPU_SAMPLES }));
+    await page.goto(appUrl(server.url, { samples: WEBGPU_SAMPLES, history: WEBGPU_HISTORY }));
     await waitForReady(page);
     const badge = (await page.locator('#backend-badge').innerText()).trim();
     assert.equal(badge, 'WebGPU', 'Chromium with --enable-unsafe-webgpu offers WebGPU');
@@ -75,9 +78,8 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
       'the detector shows boxes on the first sample at the default threshold 0.5',
     );
     assert.ok((await shown(page).count()) > 0, 'boxes listed');
-    await page.waitForFunction(() => Number(document.getElementById('count-history').textContent) > 0, null, {
-      timeout: WAIT_MS,
-    });
+    await page.waitForFunction(() => document.body.dataset.history === 'ready', null, { timeout: WAIT_MS });
+    assert.equal((await counters(page)).history, WEBGPU_HISTORY, '?history=8 started the library with eight samples');
     await screenshot(page, '01-loaded.png');
     assert.equal(await pageErrors(page), '');
     assert.deepEqual(browser.consoleErrors, []);
