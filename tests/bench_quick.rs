@@ -7,11 +7,13 @@
 use std::process::Command;
 
 use burn::tensor::Device;
+use veritune::benchmark::quality::parse_csv;
 use veritune::detector::fcos::Fcos;
 use veritune::detector::{Detector, shown_detections};
 use veritune::fidelity::{Asked, FidelityConfig};
 use veritune::geometry::{BBox, Detection, LabeledBox};
 use veritune::image::Image;
+use veritune::mixing::MixingRule;
 use veritune::predict::{NMS_IOU, Reviewed, boxes_kept, candidates, check_reviewed};
 use veritune::sample::Sample;
 use veritune::scenes::{DEFAULT_SIZE, Scenario, SceneGenerator, Split, data_dir};
@@ -138,26 +140,6 @@ fn quick_quality(name: &str, settings: &[&str]) -> std::path::PathBuf {
     output
 }
 
-/// One field of each CSV row, by column name, as `(rule, value)`.
-fn column(csv: &str, name: &str) -> Vec<(String, f64)> {
-    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
-    let at = |column: &str| {
-        header
-            .iter()
-            .position(|h| *h == column)
-            .unwrap_or_else(|| panic!("{column} missing from {header:?}"))
-    };
-    let (rule, k) = (at("rule"), at(name));
-    csv.lines()
-        .skip(1)
-        .map(|row| {
-            let fields: Vec<&str> = row.split(',').collect();
-            let value = fields[k].parse().unwrap_or_else(|e| panic!("{e}: {row}"));
-            (fields[rule].to_string(), value)
-        })
-        .collect()
-}
-
 #[test]
 fn quick_quality_benchmark_writes_every_result() {
     let output = quick_quality("bench-quick", &[]);
@@ -179,9 +161,16 @@ fn quick_quality_benchmark_writes_every_result() {
     assert_eq!(csv.lines().count(), 1 + 6);
     // The fidelity columns: fractions of the verdicts honored and of the
     // history library's boxes still shown, measured for every run.
+    let header = csv.lines().next().expect("header");
     for name in ["verdicts_honored", "history_agreement"] {
-        for (rule, value) in column(&csv, name) {
-            assert!((0.0..=1.0).contains(&value), "{name} {value} of {rule}");
+        assert!(
+            header.split(',').any(|h| h == name),
+            "{name} missing from {header}"
+        );
+    }
+    for row in parse_csv(&csv).expect("rows") {
+        for value in [row.verdicts_honored, row.history_agreement] {
+            assert!((0.0..=1.0).contains(&value), "{row:?}");
         }
     }
     assert!(
@@ -235,27 +224,29 @@ fn gradient_mixing_forgets_less_than_plain_fine_tuning() {
         ],
     );
     let csv = std::fs::read_to_string(output.join("quality.csv")).expect("csv");
-    let of = |name: &str, rule: &str| {
-        column(&csv, name)
-            .into_iter()
-            .find(|(r, _)| r == rule)
+    let rows = parse_csv(&csv).expect("rows");
+    let of = |rule: MixingRule| {
+        rows.iter()
+            .find(|r| r.rule == rule)
             .unwrap_or_else(|| panic!("no {rule} row in\n{csv}"))
-            .1
     };
-    let plain = of("forgetting", "transfer-only");
-    let mixed = of("forgetting", "symmetric");
-    assert!(plain > 0.0, "plain fine-tuning forgets nothing:\n{csv}");
+    let plain = of(MixingRule::TransferOnly);
+    let mixed = of(MixingRule::Symmetric);
+    let replay = of(MixingRule::Replay);
     assert!(
-        mixed < plain,
-        "symmetric {mixed} against plain {plain}:\n{csv}"
+        plain.forgetting > 0.0,
+        "plain fine-tuning forgets nothing:\n{csv}"
     );
-    assert!(of("conflicting_steps", "symmetric") > 0.0, "{csv}");
+    assert!(
+        mixed.forgetting < plain.forgetting,
+        "symmetric {} against plain {}:\n{csv}",
+        mixed.forgetting,
+        plain.forgetting
+    );
+    assert!(mixed.conflicting_steps > 0, "{csv}");
     assert_ne!(
-        (
-            of("general_map", "symmetric"),
-            of("transfer_map", "symmetric")
-        ),
-        (of("general_map", "replay"), of("transfer_map", "replay")),
+        (mixed.general_map, mixed.transfer_map),
+        (replay.general_map, replay.transfer_map),
         "symmetric mixing trained exactly as replay:\n{csv}"
     );
     std::fs::remove_dir_all(&output).expect("clean up");
