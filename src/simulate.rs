@@ -8,17 +8,22 @@ use crate::verdict::{ImageVerdicts, Judgement, ShownBox};
 /// were given, and the objects it draws.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Simulated {
-    /// One judgement per shown box: confirmed or rejected.
+    /// One judgement per shown box: confirmed, corrected or rejected.
     pub judgements: Vec<Judgement>,
     /// The objects no shown box claimed.
     pub drawn: Vec<LabeledBox>,
 }
 
 /// What a careful user does with `shown` boxes knowing `ground_truth`, the
-/// judgements in the order of `shown`: in descending score order, a shown
+/// judgements in the order of `shown`. In descending score order, a shown
 /// box that overlaps a not yet claimed object of its class with IoU at least
-/// `iou_threshold` is confirmed (the best-overlapping one is claimed), any
-/// other shown box is rejected, and every object left unclaimed is drawn.
+/// `iou_threshold` is confirmed (the best-overlapping one is claimed). Then,
+/// in the same order, a box left that overlaps an unclaimed object of another
+/// class as much is corrected to that object (its class and box: the right
+/// object under the wrong name; rejecting it and drawing the object instead
+/// would make the object's place a negative region, where METHOD.md section 1
+/// never trains a positive). Any other shown box is rejected, and every
+/// object left unclaimed is drawn.
 pub fn simulated_judgements(
     shown: &[Detection],
     ground_truth: &[LabeledBox],
@@ -28,18 +33,31 @@ pub fn simulated_judgements(
     order.sort_by(|&a, &b| shown[b].score.total_cmp(&shown[a].score));
     let mut claimed = vec![false; ground_truth.len()];
     let mut judgements = vec![Judgement::Rejected; shown.len()];
-    for index in order {
-        let detection = &shown[index];
-        let best = ground_truth
-            .iter()
-            .enumerate()
-            .filter(|(i, gt)| !claimed[*i] && gt.class == detection.class)
-            .map(|(i, gt)| (i, gt.bbox.iou(&detection.bbox)))
-            .filter(|(_, iou)| *iou >= iou_threshold)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((i, _)) = best {
-            claimed[i] = true;
-            judgements[index] = Judgement::Confirmed;
+    let mut judged = vec![false; shown.len()];
+    for same_class in [true, false] {
+        for &index in &order {
+            if judged[index] {
+                continue;
+            }
+            let detection = &shown[index];
+            let best = ground_truth
+                .iter()
+                .enumerate()
+                .filter(|(i, gt)| !claimed[*i] && (gt.class == detection.class) == same_class)
+                .map(|(i, gt)| (i, gt.bbox.iou(&detection.bbox)))
+                .filter(|(_, iou)| *iou >= iou_threshold)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((i, _)) = best {
+                claimed[i] = true;
+                judged[index] = true;
+                judgements[index] = if same_class {
+                    Judgement::Confirmed
+                } else {
+                    Judgement::Corrected {
+                        label: ground_truth[i],
+                    }
+                };
+            }
         }
     }
     let drawn = ground_truth
@@ -117,14 +135,39 @@ mod tests {
             vec![
                 Judgement::Confirmed,
                 Judgement::Rejected,
-                Judgement::Rejected
+                Judgement::Corrected { label: dog }
             ]
         );
+        assert!(v.drawn.is_empty());
+        assert_eq!(v.categories(), vec![Category::FalseDetection]);
+
+        // Nothing shown near the dog: it is drawn.
+        let v = simulated_verdicts(&shown[..2], &[cat, dog], 0.5);
         assert_eq!(v.drawn, vec![dog]);
         assert_eq!(
             v.categories(),
             vec![Category::MissedDetection, Category::FalseDetection]
         );
+    }
+
+    #[test]
+    fn a_box_of_the_right_class_is_confirmed_before_a_misnamed_one_is_corrected() {
+        let horse = LabeledBox {
+            bbox: BBox::new(0.0, 0.0, 10.0, 10.0),
+            class: 1,
+        };
+        let at = |class: usize, score: f32| Detection {
+            bbox: BBox::new(0.0, 0.0, 10.0, 10.0),
+            class,
+            score,
+        };
+        // A "cow" scored above the horse's own box: the horse box claims it.
+        let simulated = simulated_judgements(&[at(2, 0.9), at(1, 0.6)], &[horse], 0.5);
+        assert_eq!(
+            simulated.judgements,
+            vec![Judgement::Rejected, Judgement::Confirmed]
+        );
+        assert!(simulated.drawn.is_empty());
     }
 
     #[test]

@@ -2074,7 +2074,7 @@ async function importLabels(fileList, fromFolder) {
     }));
     const result = await withSession((s) => s.importLabels(texts, open));
     const changes = [];
-    const count = { confirmed: 0, rejected: 0, drawn: 0, objects: 0 };
+    const count = { confirmed: 0, corrected: 0, rejected: 0, drawn: 0, objects: 0 };
     for (const r of result.images) {
       const entry = targets[r.index];
       const before = snapshot(entry);
@@ -2094,7 +2094,7 @@ async function importLabels(fileList, fromFolder) {
     lines.push(
       n
         ? `Imported ${result.format.toUpperCase()} labels for ${n} image${n === 1 ? '' : 's'} (${count.objects} object${count.objects === 1 ? '' : 's'}): ` +
-            `${count.confirmed} shown box${count.confirmed === 1 ? '' : 'es'} confirmed, ${count.rejected} rejected, ${count.drawn} drawn. Undo reverts the import.`
+            `${count.confirmed} shown box${count.confirmed === 1 ? '' : 'es'} confirmed, ${count.corrected} corrected (the right object under another class), ${count.rejected} rejected, ${count.drawn} drawn. Undo reverts the import.`
         : `No image was labelled: none of the ${result.format.toUpperCase()} labels names an open image.`,
     );
     if (result.notOpen.length) {

@@ -392,8 +392,9 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 3 * WAIT_
 
   test('one press of Train honors every verdict of a careful user', { timeout: WAIT_MS + TRAIN_MS }, async (t) => {
     // The careful user: the true boxes of four sample scenes, imported as
-    // labels (each shown box matching one confirmed, the others rejected,
-    // the objects none matched drawn).
+    // labels (each shown box matching one confirmed, one on an object of
+    // another class corrected to it, the others rejected, the objects none
+    // matched drawn).
     const truth = JSON.parse(readFileSync(join(ROOT, 'www/samples/transfer/labels.json'), 'utf8'));
     const images = truth.images.filter((i) => SCRIPTED_USER_IMAGES.includes(i.file_name));
     const ids = new Set(images.map((i) => i.id));
@@ -403,12 +404,12 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 3 * WAIT_
     ]);
     await page.waitForFunction(() => document.getElementById('import-report').textContent.startsWith('Imported COCO'));
     const report = await page.locator('#import-report').innerText();
-    const [, confirmed, rejected, drawn] =
-      report.match(/^Imported COCO labels for 4 images \(\d+ objects\): (\d+) shown box(?:es)? confirmed, (\d+) rejected, (\d+) drawn\./) ?? [];
+    const [, confirmed, corrected, rejected, drawn] =
+      report.match(/^Imported COCO labels for 4 images \(\d+ objects\): (\d+) shown box(?:es)? confirmed, (\d+) corrected \(the right object under another class\), (\d+) rejected, (\d+) drawn\./) ?? [];
     assert.ok(confirmed !== undefined, report);
     assert.ok(Number(drawn) > 0, `the meta-model misses digits on these scenes: ${report}`);
     await page.waitForFunction(() => Number(document.getElementById('count-samples').textContent) >= 4);
-    const verdicts = Number(confirmed) + Number(rejected) + Number(drawn);
+    const verdicts = Number(confirmed) + Number(corrected) + Number(rejected) + Number(drawn);
 
     // Batches of two: three steps per epoch between the checks.
     await page.locator('details.advanced summary', { hasText: 'Advanced' }).click();

@@ -207,7 +207,7 @@ describe('labels in standard formats', { timeout: 6 * WAIT_MS }, () => {
     ]);
     await page.waitForFunction(() => document.getElementById('import-report').textContent !== '');
     const report = await page.locator('#import-report').innerText();
-    assert.match(report, /^Imported COCO labels for 1 image \(2 objects\): 1 shown box confirmed, \d+ rejected, 1 drawn\./, report);
+    assert.match(report, /^Imported COCO labels for 1 image \(2 objects\): 1 shown box confirmed, \d+ corrected \(the right object under another class\), \d+ rejected, 1 drawn\./, report);
     assert.match(report, /1 label entry names an image that is not open: “elsewhere\/not-open\.png”/, report);
     assert.match(report, /The model has no class “zebra”: 1 box was skipped\./, report);
     assert.match(await page.locator('#image-name').innerText(), /transfer-01\.png$/);
@@ -237,7 +237,7 @@ describe('labels in standard formats', { timeout: 6 * WAIT_MS }, () => {
     ]);
     await page.waitForFunction(() => document.getElementById('import-report').textContent.startsWith('Imported YOLO'));
     const report2 = await page.locator('#import-report').innerText();
-    assert.match(report2, /^Imported YOLO labels for 1 image \(1 object\): 1 shown box confirmed, \d+ rejected, 0 drawn\./, report2);
+    assert.match(report2, /^Imported YOLO labels for 1 image \(1 object\): 1 shown box confirmed, \d+ corrected \(the right object under another class\), \d+ rejected, 0 drawn\./, report2);
     assert.match(report2, /“missing\.txt”/, report2);
     assert.deepEqual(await judgementCounts(page), { unjudged: 0, confirmed: 1, rejected: shown2.length - 1, corrected: 0, drawn: 0 });
     assert.equal(await reviewedSamples(page), before + 2);
