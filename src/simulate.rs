@@ -32,11 +32,11 @@ pub fn simulated_judgements(
     let mut order: Vec<usize> = (0..shown.len()).collect();
     order.sort_by(|&a, &b| shown[b].score.total_cmp(&shown[a].score));
     let mut claimed = vec![false; ground_truth.len()];
-    let mut judgements = vec![Judgement::Rejected; shown.len()];
-    let mut judged = vec![false; shown.len()];
+    // None until a pass matches the box; whatever no pass matched is rejected.
+    let mut judgements: Vec<Option<Judgement>> = vec![None; shown.len()];
     for same_class in [true, false] {
         for &index in &order {
-            if judged[index] {
+            if judgements[index].is_some() {
                 continue;
             }
             let detection = &shown[index];
@@ -49,14 +49,13 @@ pub fn simulated_judgements(
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((i, _)) = best {
                 claimed[i] = true;
-                judged[index] = true;
-                judgements[index] = if same_class {
+                judgements[index] = Some(if same_class {
                     Judgement::Confirmed
                 } else {
                     Judgement::Corrected {
                         label: ground_truth[i],
                     }
-                };
+                });
             }
         }
     }
@@ -65,6 +64,10 @@ pub fn simulated_judgements(
         .zip(&claimed)
         .filter(|(_, claimed)| !**claimed)
         .map(|(gt, _)| *gt)
+        .collect();
+    let judgements = judgements
+        .into_iter()
+        .map(|judgement| judgement.unwrap_or(Judgement::Rejected))
         .collect();
     Simulated { judgements, drawn }
 }
