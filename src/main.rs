@@ -155,7 +155,7 @@ enum Command {
         #[arg(long)]
         records: Option<PathBuf>,
     },
-    /// Train the default meta-model on general scenes (needs scripts/fetch-data).
+    /// Train the default meta-model on general scenes, and broad ones with --broad-share (needs scripts/fetch-data).
     Pretrain {
         /// Optimizer steps.
         #[arg(long, default_value_t = 3000)]
@@ -172,6 +172,12 @@ enum Command {
         /// Held-out scenes per scenario for the reported mAP.
         #[arg(long, default_value_t = 200)]
         eval_scenes: usize,
+        /// Share of each batch from the broad scenario (colour ink of either polarity on photographs), 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        broad_share: f64,
+        /// Start from these digits weights (burnpack or safetensors) instead of random ones.
+        #[arg(long)]
+        init: Option<PathBuf>,
         /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
         #[arg(long, short)]
         output: PathBuf,
@@ -527,6 +533,8 @@ fn run(cli: Cli) -> CliResult {
             learning_rate,
             seed,
             eval_scenes,
+            broad_share,
+            init,
             output,
             manifest,
         } => pretrain(
@@ -536,6 +544,8 @@ fn run(cli: Cli) -> CliResult {
                 learning_rate,
                 seed,
                 eval_scenes,
+                broad_share,
+                init: init.map(|path| path.display().to_string()),
                 ..PretrainConfig::default()
             },
             &output,
@@ -1509,11 +1519,34 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
     if config.steps == 0 || config.batch_size == 0 {
         return Err("--steps and --batch-size must be at least 1".into());
     }
+    if !(0.0..=1.0).contains(&config.broad_share) {
+        return Err(format!(
+            "--broad-share is {}: give a share from 0 to 1",
+            config.broad_share
+        ));
+    }
     check_learning_rate(config.learning_rate)?;
+    let init = match &config.init {
+        Some(path) => {
+            let bytes = read_model_bytes(Path::new(path))?;
+            let model =
+                veritune::weights::load_fcos(&bytes, &veritune::pretrain::pretrain_device())
+                    .map_err(|e| format!("{path}: {e}"))?;
+            let size = model.spec().input_size[0];
+            if size != config.input_size {
+                return Err(format!(
+                    "{path} takes {size}-pixel inputs, pretraining makes {}-pixel scenes: give a digits model of that size",
+                    config.input_size
+                ));
+            }
+            Some(model)
+        }
+        None => None,
+    };
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let bar = progress(config.steps, "pretraining");
     let (model, train_seconds, final_loss) =
-        veritune::pretrain::pretrain(&generator, &config, |step, _, loss| {
+        veritune::pretrain::pretrain(&generator, &config, init, |step, _, loss| {
             bar.set_position(step as u64 + 1);
             bar.set_message(format!("pretraining, loss {loss:.3}"));
             if bar.is_hidden() && (step + 1) % 100 == 0 {
@@ -1544,6 +1577,7 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
         general_map: maps[0],
         transfer_map: maps[1],
         third_map: maps[2],
+        broad_map: maps[3],
         train_seconds,
         final_loss,
         config,

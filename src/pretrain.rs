@@ -1,6 +1,6 @@
 //! Training the default meta-model: the small detector on the general
-//! scenario's scenes, generated on the fly, then measured on held-out scenes
-//! of every scenario.
+//! scenario's scenes and, for a broad meta-model, the broad scenario's,
+//! generated on the fly, then measured on held-out scenes of every scenario.
 
 use std::time::Instant;
 
@@ -32,6 +32,20 @@ pub struct PretrainConfig {
     pub input_size: usize,
     /// Held-out scenes per scenario for the reported mAP.
     pub eval_scenes: usize,
+    /// Share of each batch drawn from the broad scenario (colour ink of
+    /// either polarity on photographs), the rest from the general one.
+    #[serde(default)]
+    pub broad_share: f64,
+    /// The weights file training started from, when not from random weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+}
+
+impl PretrainConfig {
+    /// Scenes per batch from the broad scenario; the first of each batch.
+    pub fn broad_scenes(&self) -> usize {
+        (self.batch_size as f64 * self.broad_share).round() as usize
+    }
 }
 
 impl Default for PretrainConfig {
@@ -43,6 +57,8 @@ impl Default for PretrainConfig {
             seed: 0,
             input_size: 256,
             eval_scenes: 200,
+            broad_share: 0.0,
+            init: None,
         }
     }
 }
@@ -60,6 +76,9 @@ pub struct PretrainManifest {
     pub transfer_map: f32,
     /// mAP@0.5 on held-out scenes of the third scenario.
     pub third_map: f32,
+    /// mAP@0.5 on held-out broad scenes.
+    #[serde(default)]
+    pub broad_map: f32,
     /// Wall time of the training steps in seconds.
     pub train_seconds: f64,
     /// Mean loss over the last 100 steps.
@@ -71,19 +90,28 @@ pub fn eval_seed(seed: u64) -> u64 {
     seed + 1
 }
 
-/// Trains the default detector on general scenes; `on_step(step, steps, loss)`
-/// after every step.
+/// The device pretraining runs on; a model to start from must live there.
+pub fn pretrain_device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Trains the default detector, from `init` or from random weights, on
+/// general and broad scenes (in the config's shares); `on_step(step, steps,
+/// loss)` after every step.
 pub fn pretrain(
     generator: &SceneGenerator,
     config: &PretrainConfig,
+    init: Option<Fcos>,
     mut on_step: impl FnMut(usize, usize, f64),
 ) -> Result<(Fcos, f64, f64), ScenesError> {
-    let device = Device::flex().autodiff();
+    let device = pretrain_device();
     device.seed(config.seed);
-    let classes = DIGIT_CLASSES.iter().map(|c| c.to_string()).collect();
-    let mut model = FcosConfig::new(classes)
-        .with_input_size(config.input_size)
-        .init(&device);
+    let mut model = init.unwrap_or_else(|| {
+        let classes = DIGIT_CLASSES.iter().map(|c| c.to_string()).collect();
+        FcosConfig::new(classes)
+            .with_input_size(config.input_size)
+            .init(&device)
+    });
     let spec = model.spec().clone();
     let mut optimizer = AdamConfig::new().init();
     let start = Instant::now();
@@ -92,8 +120,13 @@ pub fn pretrain(
         let samples = (0..config.batch_size)
             .map(|i| {
                 let index = (step * config.batch_size + i) as u64;
+                let scenario = if i < config.broad_scenes() {
+                    Scenario::Broad
+                } else {
+                    Scenario::General
+                };
                 let scene = generator.scene(
-                    Scenario::General,
+                    scenario,
                     Split::Train,
                     config.seed,
                     index,

@@ -152,7 +152,7 @@ fn scenes_hold_one_to_six_digits_of_the_right_class_and_size() {
         );
         let source = match scenario {
             Scenario::Transfer => DigitSource::Uci,
-            Scenario::General | Scenario::Third => DigitSource::Mnist,
+            Scenario::General | Scenario::Third | Scenario::Broad => DigitSource::Mnist,
         };
         for object in batch.iter().flat_map(|s| &s.objects) {
             assert_eq!(object.source, source);
@@ -229,7 +229,7 @@ fn train_and_test_scenes_share_no_digit() {
 }
 
 #[test]
-fn the_three_scenarios_look_clearly_different() {
+fn the_scenarios_look_clearly_different() {
     let stats = |scenario| -> (f32, f32) {
         let batch = scenes(scenario, Split::Test, 30, 5);
         let each: Vec<(f32, f32)> = batch
@@ -263,9 +263,9 @@ fn the_three_scenarios_look_clearly_different() {
         "third-scenario scenes are bright: {third_bright}"
     );
 
-    // Polarity: ink is lighter than the scene in general scenes and darker in
-    // third-scenario scenes.
-    for (scenario, lighter) in [(Scenario::General, true), (Scenario::Third, false)] {
+    // Polarity: whether each digit's ink is lighter than its scene.
+    let lighter_ink = |scenario| -> Vec<bool> {
+        let mut lighter = Vec::new();
         for scene in scenes(scenario, Split::Train, 10, 9) {
             let (mean, _) = brightness_and_colour(&scene.image);
             for object in &scene.objects {
@@ -275,11 +275,30 @@ fn the_three_scenarios_look_clearly_different() {
                     .filter(|&(x, y)| p.at(x, y) > 0.9)
                     .map(|(x, y)| luminance(scene.image.get(x, y)))
                     .collect();
-                let ink = strokes.iter().sum::<f32>() / strokes.len() as f32;
-                assert_eq!(ink > mean, lighter, "{scenario}: ink {ink}, scene {mean}");
+                lighter.push(strokes.iter().sum::<f32>() / strokes.len() as f32 > mean);
             }
         }
-    }
+        lighter
+    };
+    assert!(lighter_ink(Scenario::General).iter().all(|&l| l));
+    assert!(lighter_ink(Scenario::Third).iter().all(|&l| !l));
+
+    // Broad scenes, for pretraining: in colour, on photographs, with light
+    // and dark ink.
+    let (broad_bright, broad_colour) = stats(Scenario::Broad);
+    assert!(
+        broad_colour > 0.05,
+        "broad scenes are in colour: {broad_colour}"
+    );
+    assert!(
+        broad_bright > general_bright + 0.1,
+        "{broad_bright} vs {general_bright}"
+    );
+    let broad = lighter_ink(Scenario::Broad);
+    assert!(
+        broad.contains(&true) && broad.contains(&false),
+        "broad scenes have light and dark ink: {broad:?}"
+    );
 
     // Transfer scenes hide parts of some digits but keep their full boxes.
     let batch = scenes(Scenario::Transfer, Split::Train, 30, 5);

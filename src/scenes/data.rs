@@ -34,6 +34,22 @@ pub const THIRD_PHOTOS: [&str; 5] = [
     "text.png",
 ];
 
+/// Photographs (file names in `data/photos/`) that broad scenes are cropped
+/// from, for pretraining only: everyday scenes from Debian's darknet package
+/// and scikit-image's motorcycles; none is in [`TRANSFER_PHOTOS`] or
+/// [`THIRD_PHOTOS`].
+pub const BROAD_PHOTOS: [&str; 9] = [
+    "dog.jpg",
+    "eagle.jpg",
+    "giraffe.jpg",
+    "horses.jpg",
+    "kite.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "person.jpg",
+    "scream.jpg",
+];
+
 /// Share of each class's digits, in file order, that training scenes draw
 /// from; test scenes draw from the rest.
 pub const TRAIN_SHARE: f64 = 0.8;
@@ -189,6 +205,15 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ScenesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_three_photograph_sets_share_no_photograph() {
+        let sets: [&[&str]; 3] = [&TRANSFER_PHOTOS, &THIRD_PHOTOS, &BROAD_PHOTOS];
+        let mut all: Vec<&str> = sets.concat();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), sets.iter().map(|s| s.len()).sum::<usize>());
+    }
 
     #[test]
     fn each_class_gives_its_first_eighty_percent_to_training() {

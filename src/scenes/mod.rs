@@ -20,6 +20,10 @@
 //! - [`Scenario::Third`]: inverted polarity: MNIST digits in dark ink, slanted
 //!   (sheared) and 20 to 64 pixels tall, on brightened, paper-tinted crops of
 //!   other photographs ([`THIRD_PHOTOS`], none shared with the transfer set).
+//! - [`Scenario::Broad`], for pretraining the meta-model only: MNIST digits in
+//!   random colours, light or dark, on crops of everyday photographs
+//!   ([`BROAD_PHOTOS`], none shared with the other two sets), under a random
+//!   lighting gradient.
 //!
 //! Each scene holds 1 to [`MAX_DIGITS`] digits placed so that no two ink
 //! boxes overlap by more than 15% of the smaller one.
@@ -61,8 +65,8 @@ use thiserror::Error;
 use crate::dataset::DatasetError;
 
 pub use data::{
-    DigitSet, THIRD_PHOTOS, TRAIN_SHARE, TRANSFER_PHOTOS, data_dir, load_mnist, load_photos,
-    load_uci,
+    BROAD_PHOTOS, DigitSet, THIRD_PHOTOS, TRAIN_SHARE, TRANSFER_PHOTOS, data_dir, load_mnist,
+    load_photos, load_uci,
 };
 pub use render::{
     DEFAULT_SIZE, DigitSource, INK_THRESHOLD, InkPatch, MAX_DIGITS, MIN_SCENE_SIZE, Scene,
@@ -82,11 +86,19 @@ pub enum Scenario {
     Transfer,
     /// MNIST digits, dark and slanted, on bright photographs of a disjoint set.
     Third,
+    /// MNIST digits in colour ink of either polarity on everyday photographs
+    /// of a third disjoint set: what a broad meta-model is pretrained on.
+    Broad,
 }
 
 impl Scenario {
-    /// Every scenario, in the order of experiments.
-    pub const ALL: [Scenario; 3] = [Scenario::General, Scenario::Transfer, Scenario::Third];
+    /// Every scenario: the experiments' three, then the pretraining one.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::General,
+        Scenario::Transfer,
+        Scenario::Third,
+        Scenario::Broad,
+    ];
 
     /// Lower-case name, for file names and messages.
     pub fn name(self) -> &'static str {
@@ -94,6 +106,7 @@ impl Scenario {
             Scenario::General => "general",
             Scenario::Transfer => "transfer",
             Scenario::Third => "third",
+            Scenario::Broad => "broad",
         }
     }
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::data::{DigitSet, THIRD_PHOTOS, TRANSFER_PHOTOS, load_mnist, load_photos, load_uci};
+use super::data::{
+    BROAD_PHOTOS, DigitSet, THIRD_PHOTOS, TRANSFER_PHOTOS, load_mnist, load_photos, load_uci,
+};
 use super::{Scenario, ScenesError, Split};
 use crate::geometry::{BBox, LabeledBox};
 use crate::image::Image;
@@ -143,17 +145,19 @@ pub struct SceneGenerator {
     uci_splits: [Vec<usize>; 2],
     transfer_photos: Vec<Image>,
     third_photos: Vec<Image>,
+    broad_photos: Vec<Image>,
 }
 
 impl SceneGenerator {
     /// A generator over the given digits and photographs (the transfer
-    /// scenario's, then the third's); refuses an empty split or photograph
-    /// set and photographs under 64x32 pixels.
+    /// scenario's, the third's, then the broad one's); refuses an empty split
+    /// or photograph set and photographs under 64x32 pixels.
     pub fn new(
         mnist: DigitSet,
         uci: DigitSet,
         transfer_photos: Vec<Image>,
         third_photos: Vec<Image>,
+        broad_photos: Vec<Image>,
     ) -> Result<Self, ScenesError> {
         let splits =
             |set: &DigitSet, digits: DigitSource| -> Result<[Vec<usize>; 2], ScenesError> {
@@ -170,6 +174,7 @@ impl SceneGenerator {
         for (scenario, photos) in [
             (Scenario::Transfer, &transfer_photos),
             (Scenario::Third, &third_photos),
+            (Scenario::Broad, &broad_photos),
         ] {
             if photos.is_empty() {
                 return Err(ScenesError::NoPhotos { scenario });
@@ -196,6 +201,7 @@ impl SceneGenerator {
             uci_splits,
             transfer_photos,
             third_photos,
+            broad_photos,
         })
     }
 
@@ -206,6 +212,7 @@ impl SceneGenerator {
             load_uci(data_dir)?,
             load_photos(data_dir, &TRANSFER_PHOTOS)?,
             load_photos(data_dir, &THIRD_PHOTOS)?,
+            load_photos(data_dir, &BROAD_PHOTOS)?,
         )
     }
 
@@ -238,6 +245,7 @@ impl SceneGenerator {
                 let crop = photo_crop(&mut rng, &self.third_photos, split, size);
                 brightened(&mut rng, crop)
             }
+            Scenario::Broad => photo_crop(&mut rng, &self.broad_photos, split, size),
         };
         let wanted = rng.random_range(1..=MAX_DIGITS);
         let mut objects: Vec<SceneObject> = Vec::with_capacity(wanted);
@@ -263,6 +271,8 @@ impl SceneGenerator {
                 &self.transfer_photos,
                 split,
             );
+        }
+        if matches!(scenario, Scenario::Transfer | Scenario::Broad) {
             light(&mut rng, &mut image);
         }
         Ok(Scene { image, objects })
@@ -296,7 +306,7 @@ impl SceneGenerator {
     ) -> Option<SceneObject> {
         let source = match scenario {
             Scenario::Transfer => DigitSource::Uci,
-            Scenario::General | Scenario::Third => DigitSource::Mnist,
+            Scenario::General | Scenario::Third | Scenario::Broad => DigitSource::Mnist,
         };
         let pool = match source {
             DigitSource::Mnist => &self.mnist_splits[split_slot(split)],
@@ -384,6 +394,7 @@ fn scene_seed(seed: u64, index: u64, scenario: Scenario, split: Split) -> u64 {
         Scenario::General => 1,
         Scenario::Transfer => 2,
         Scenario::Third => 3,
+        Scenario::Broad => 4,
     };
     let tag = scenario_tag * 2 + split_slot(split) as u64;
     [index, tag]
@@ -563,23 +574,35 @@ fn smoothstep(low: f32, high: f32, v: f32) -> f32 {
 }
 
 /// The colour and opacity of a digit's ink: light grey (general), a random
-/// colour contrasting with what lies under the box (transfer), dark ink
-/// (third).
+/// colour contrasting with what lies under the box (transfer; broad, grey
+/// included), dark ink (third).
 fn ink_colour(rng: &mut StdRng, scenario: Scenario, image: &Image, bbox: &BBox) -> ([f32; 3], f32) {
+    let contrasting_value = |rng: &mut StdRng| {
+        if mean_luminance(image, bbox) > 0.5 {
+            rng.random_range(0.0..0.3)
+        } else {
+            rng.random_range(0.7..1.0)
+        }
+    };
     match scenario {
         Scenario::General => ([rng.random_range(0.7..1.0); 3], 1.0),
         Scenario::Transfer => {
-            let value = if mean_luminance(image, bbox) > 0.5 {
-                rng.random_range(0.0..0.3)
-            } else {
-                rng.random_range(0.7..1.0)
-            };
+            let value = contrasting_value(rng);
             let colour = hsv(
                 rng.random_range(0.0..1.0),
                 rng.random_range(0.4..1.0),
                 value,
             );
             (colour, rng.random_range(0.75..1.0))
+        }
+        Scenario::Broad => {
+            let value = contrasting_value(rng);
+            let colour = hsv(
+                rng.random_range(0.0..1.0),
+                rng.random_range(0.0..1.0),
+                value,
+            );
+            (colour, rng.random_range(0.8..1.0))
         }
         Scenario::Third => {
             let colour = hsv(
@@ -726,6 +749,7 @@ mod tests {
             digits(28, 30),
             digits(8, 30),
             vec![photo.clone()],
+            vec![photo.clone()],
             vec![photo],
         )
         .unwrap()
@@ -815,18 +839,30 @@ mod tests {
         let digits = generator.digits(DigitSource::Mnist).clone();
         let uci = generator.digits(DigitSource::Uci).clone();
         let small = Image::filled(40, 40, [0.0; 3]);
-        let err =
-            SceneGenerator::new(digits.clone(), uci.clone(), vec![small], vec![]).unwrap_err();
+        let err = SceneGenerator::new(digits.clone(), uci.clone(), vec![small], vec![], vec![])
+            .unwrap_err();
         assert!(
             matches!(err, ScenesError::PhotoTooSmall { width: 40, .. }),
             "{err}"
         );
-        let err = SceneGenerator::new(digits, uci, vec![two_halves(64, 64)], vec![]).unwrap_err();
+        let photo = || vec![two_halves(64, 64)];
+        let err =
+            SceneGenerator::new(digits.clone(), uci.clone(), photo(), vec![], photo()).unwrap_err();
         assert!(
             matches!(
                 err,
                 ScenesError::NoPhotos {
                     scenario: Scenario::Third
+                }
+            ),
+            "{err}"
+        );
+        let err = SceneGenerator::new(digits, uci, photo(), photo(), vec![]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScenesError::NoPhotos {
+                    scenario: Scenario::Broad
                 }
             ),
             "{err}"
