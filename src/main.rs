@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use veritune::augment::AugmentPreset;
+use veritune::benchmark::peer::{measure_peer_runs, peer_csv, write_peer_runs};
 use veritune::benchmark::plot::plot_quality;
 use veritune::benchmark::quality::{
     Baseline, HeldOut, QualityConfig, QualityRow, RoundsRow, TestSets, csv, markdown, parse_csv,
@@ -381,6 +382,16 @@ enum Bench {
         /// Only the two-round experiment.
         #[arg(long)]
         rounds_only: bool,
+        /// Instead of fine-tuning, write every (N, seed) run's verified scenes
+        /// and the meta-model into this folder for the PyTorch quality peer
+        /// (scripts/bench-peer-quality).
+        #[arg(long, conflicts_with_all = ["merge", "peer_results"])]
+        peer_data: Option<PathBuf>,
+        /// Instead of fine-tuning, measure the peer's fine-tuned weights in
+        /// this folder (written by --peer-data, then the peer) on the held-out
+        /// scenes: --output gets peer-quality.csv.
+        #[arg(long, conflicts_with = "merge")]
+        peer_results: Option<PathBuf>,
         /// Epochs of every fine-tuning run (default 10).
         #[arg(long)]
         epochs: Option<usize>,
@@ -608,6 +619,8 @@ fn run(cli: Cli) -> CliResult {
                     rules,
                     merge,
                     rounds_only,
+                    peer_data,
+                    peer_results,
                     epochs,
                     learning_rate,
                     held_out,
@@ -649,6 +662,12 @@ fn run(cli: Cli) -> CliResult {
             }
             config.training = recipe.apply(config.training);
             let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
+            if let Some(dir) = peer_data {
+                return bench_peer_data(&model, &config, &dir);
+            }
+            if let Some(dir) = peer_results {
+                return bench_peer_results(&model, &config, &dir, &output);
+            }
             bench_quality(&model, &config, rounds_n, &output)
         }
         Command::Bench {
@@ -1757,6 +1776,37 @@ fn bench_quality(
     }
     eprintln!("veritune: results written to {}", output.display());
     Ok(())
+}
+
+fn bench_peer_data(model: &Path, config: &QualityConfig, dir: &Path) -> CliResult {
+    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex())
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let runs = write_peer_runs(&meta, &generator, config, dir)?;
+    eprintln!(
+        "veritune: {} runs for the PyTorch peer written to {}",
+        runs.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn bench_peer_results(
+    model: &Path,
+    config: &QualityConfig,
+    dir: &Path,
+    output: &Path,
+) -> CliResult {
+    create_dir(output)?;
+    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex())
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
+    let baseline = tests.measure(&meta)?;
+    let rows = measure_peer_runs(dir, &tests, &baseline)?;
+    let csv = peer_csv(&rows);
+    print!("{csv}");
+    write_text(&output.join("peer-quality.csv"), &csv)
 }
 
 /// Writes the table, CSV and plot of `rows`, and prints the table.

@@ -2,10 +2,14 @@
 //! real-data scenarios (`veritune bench quality`) and the time and memory of
 //! each step (`veritune bench speed`).
 
+pub mod peer;
 pub mod plot;
 pub mod quality;
 pub mod speed;
 
+use std::collections::HashMap;
+
+use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 /// Mean and sample standard deviation of a set of measurements.
@@ -40,6 +44,28 @@ impl Spread {
     pub fn display(&self, digits: usize) -> String {
         format!("{:.digits$} ± {:.digits$}", self.mean, self.std)
     }
+}
+
+/// A safetensors file of float tensors, by name; the reason when a tensor
+/// holds other values.
+pub(crate) fn f32_safetensors(tensors: Vec<(String, TensorData)>) -> Result<Vec<u8>, String> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, data)| {
+            let values = data.try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            Ok((name, data.shape().to_vec(), bytes))
+        })
+        .collect::<Result<_, String>>()?;
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, None::<HashMap<String, String>>).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

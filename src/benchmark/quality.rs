@@ -284,13 +284,13 @@ fn fine_tune(
 }
 
 /// Seed of the transfer images drawn for a benchmark seed.
-fn transfer_seed(seed: u64) -> u64 {
+pub(crate) fn transfer_seed(seed: u64) -> u64 {
     1000 + seed
 }
 
 /// `n` training scenes of `scenario` for a benchmark seed, verified by the
 /// simulated user on the predictions of `model`.
-fn verified_scenes(
+pub(crate) fn verified_scenes(
     model: &Fcos,
     generator: &SceneGenerator,
     scenario: Scenario,

@@ -9,7 +9,7 @@
 //! figures, with those of the PyTorch peer (`bench/peer/torch_speed.py`),
 //! which reads the files [`write_peer_files`] writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -543,29 +543,10 @@ fn write_peer_model<M: StoredDetector>(
 
 /// f32 tensors as a safetensors file.
 fn tensors_file(tensors: Vec<(String, TensorData)>) -> Result<Vec<u8>, SpeedError> {
-    let bad = |e: String| SpeedError::Write {
+    super::f32_safetensors(tensors).map_err(|message| SpeedError::Write {
         path: "a safetensors file".into(),
-        message: e,
-    };
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, data)| {
-            let values = data
-                .try_to_vec::<f32>()
-                .map_err(|e| bad(format!("{e:?}")))?;
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            Ok((name, data.shape().to_vec(), bytes))
-        })
-        .collect::<Result<_, SpeedError>>()?;
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|view| (name.as_str(), view))
-                .map_err(|e| bad(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize(views, None::<HashMap<String, String>>).map_err(|e| bad(e.to_string()))
+        message,
+    })
 }
 
 /// One line of the speed table: a measurement of one model on one backend.
