@@ -380,6 +380,7 @@ pub enum AnyDetector {
 /// Evaluates `$body` with `$model` bound to the detector inside `$any` (an
 /// `&AnyDetector`) as `&Fcos` or `&NanoDet`, whichever it holds: code
 /// generic over [`StoredDetector`] is written once for every architecture.
+#[macro_export]
 macro_rules! with_any_detector {
     ($any:expr, $model:ident => $body:expr) => {
         match $any {
@@ -395,7 +396,7 @@ macro_rules! with_any_detector {
     };
 }
 #[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))]
-pub(crate) use with_any_detector;
+pub use crate::with_any_detector;
 
 impl AnyDetector {
     /// The same detector with its backbone frozen or trained, when it has

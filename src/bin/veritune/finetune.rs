@@ -1,0 +1,493 @@
+//! `veritune finetune`: verdicts (given, simulated or the ground truth) to
+//! targets, fine-tuning with gradient mixing for a fixed number of epochs or
+//! until every verdict is honored, then the fidelity report and the weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::Serialize;
+use veritune::dataset::{
+    AnnotatedImage, AnnotatedSet, file_scale, read_annotated_set, read_verdicts,
+};
+use veritune::detector::{Detector, shown_detections};
+use veritune::fidelity::{
+    Asked, EpochCheck, FidelityConfig, Tally, VerdictCheck, history_agreement, verdicts_honored,
+};
+use veritune::geometry::Detection;
+use veritune::geometry::LabeledBox;
+use veritune::history::{HistoryConfig, HistoryLibrary};
+use veritune::image::Image;
+use veritune::mixing::MixScope;
+use veritune::predict::{NMS_IOU, Reviewed, check_reviewed};
+use veritune::sample::Sample;
+use veritune::simulate::simulated_verdicts;
+use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
+use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
+use veritune::weights::{AnyDetector, StoredDetector};
+use veritune::with_any_detector;
+
+use crate::args::FinetuneArgs;
+use crate::io::{
+    CliResult, check_learning_rate, check_threshold, load_model, log, matched_to_model, progress,
+    write_json, write_model,
+};
+use crate::predict::all_candidates;
+
+/// `veritune finetune`.
+pub(crate) fn run(args: FinetuneArgs) -> CliResult {
+    let FinetuneArgs {
+        model,
+        images,
+        annotations,
+        verdicts,
+        simulate_user,
+        history_images,
+        history_annotations,
+        rule,
+        head_only,
+        freeze_backbone,
+        epochs,
+        max_epochs,
+        batch_size,
+        learning_rate,
+        threshold,
+        seed,
+        recipe,
+        output,
+        records,
+    } = args;
+    let config = recipe.apply(TrainConfig {
+        epochs: epochs.unwrap_or(max_epochs),
+        batch_size,
+        learning_rate,
+        rule,
+        scope: if head_only {
+            MixScope::Head
+        } else {
+            MixScope::All
+        },
+        seed,
+        ..TrainConfig::default()
+    });
+    let targets = match (verdicts, simulate_user) {
+        (Some(path), _) => TargetSource::Verdicts(path),
+        (None, true) => TargetSource::SimulatedUser,
+        (None, false) => TargetSource::GroundTruth,
+    };
+    let history = history_images.zip(history_annotations);
+    finetune(FinetuneJob {
+        model: &model,
+        images: &images,
+        annotations: &annotations,
+        targets,
+        history,
+        threshold,
+        freeze_backbone,
+        until_honored: epochs.is_none(),
+        config,
+        output: &output,
+        records: records.as_deref(),
+    })
+}
+
+enum TargetSource {
+    GroundTruth,
+    SimulatedUser,
+    Verdicts(PathBuf),
+}
+
+struct FinetuneJob<'a> {
+    model: &'a Path,
+    images: &'a Path,
+    annotations: &'a Path,
+    targets: TargetSource,
+    history: Option<(PathBuf, PathBuf)>,
+    threshold: f32,
+    freeze_backbone: bool,
+    /// Stop after the first epoch that honors every verdict (`config.epochs`
+    /// is then the budget).
+    until_honored: bool,
+    config: TrainConfig,
+    output: &'a Path,
+    records: Option<&'a Path>,
+}
+
+fn finetune(args: FinetuneJob) -> CliResult {
+    check_threshold(args.threshold)?;
+    check_learning_rate(args.config.learning_rate)?;
+    let device = Device::flex().autodiff();
+    let model = load_model(args.model, &device)?;
+    if args.freeze_backbone && matches!(model, AnyDetector::Fcos(_)) {
+        return Err(format!(
+            "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
+            args.model.display()
+        ));
+    }
+    let model = model.with_frozen_backbone(args.freeze_backbone);
+    with_any_detector!(&model, model => finetune_with(model.clone(), args))
+}
+
+fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
+    let spec = model.spec().clone();
+    let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
+    let set = matched_to_model(set, &model, args.annotations)?;
+    let target_config = TargetConfig {
+        score_threshold: args.threshold,
+        ..TargetConfig::default()
+    };
+    // What the user said of each image (the ground truth counts as drawn
+    // boxes), then the training targets built from it.
+    let (verdicts, targets): (Vec<ImageVerdicts>, Vec<TrainingTarget>) = match &args.targets {
+        TargetSource::GroundTruth => set
+            .images
+            .iter()
+            .map(|i| {
+                let verdicts = ImageVerdicts {
+                    drawn: i.boxes.clone(),
+                    ..ImageVerdicts::default()
+                };
+                (verdicts, TrainingTarget::from_ground_truth(&i.boxes))
+            })
+            .unzip(),
+        TargetSource::SimulatedUser => {
+            let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
+            let all = all_candidates(&model, &refs)?;
+            set.images
+                .iter()
+                .zip(&all)
+                .map(|(image, candidates)| {
+                    let shown = shown_detections(candidates, args.threshold, NMS_IOU);
+                    let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
+                    let target = build_target(&verdicts, candidates, &target_config)
+                        .map_err(|e| format!("{}: {e}", image.file_name))?;
+                    Ok((verdicts, target))
+                })
+                .collect::<Result<Vec<_>, String>>()?
+                .into_iter()
+                .unzip()
+        }
+        TargetSource::Verdicts(path) => {
+            let verdicts = read_verdicts(path).map_err(|e| e.to_string())?;
+            targets_from_verdicts(&model, &set.images, &verdicts, &target_config, path)?
+                .into_iter()
+                .unzip()
+        }
+    };
+    let transfer: Vec<Sample> = set
+        .images
+        .iter()
+        .zip(&targets)
+        .map(|(image, target)| Sample::new(&image.image, target, &spec))
+        .collect();
+    let mut history = HistoryLibrary::new(HistoryConfig::default());
+    let mut history_set = None;
+    if let Some((folder, annotations)) = &args.history {
+        let read = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
+        let library = history_set.insert(matched_to_model(read, &model, annotations)?);
+        let members: Vec<Sample> = library
+            .images
+            .iter()
+            .map(|i| Sample::from_ground_truth(&i.image, &i.boxes, &spec))
+            .collect();
+        history = HistoryLibrary::with_members(HistoryConfig::default(), members)
+            .map_err(|e| format!("{}: {e}", annotations.display()))?;
+    } else if args.config.rule.needs_history() {
+        eprintln!(
+            "veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning"
+        );
+    }
+    let bar = progress(0, "training");
+    let budget = args.config.epochs;
+    let mut epoch_checks: Vec<EpochCheck> = Vec::new();
+    let mut check_failed = None;
+    let outcome = train_until(
+        model,
+        args.config,
+        &transfer,
+        &mut history,
+        |record, total| {
+            bar.set_length(total as u64);
+            bar.set_message(format!(
+                "epoch {} loss {:.3} s {:+.2}",
+                record.epoch + 1,
+                record.transfer_loss,
+                record.mix.similarity
+            ));
+            if let Some(reason) = record.skipped {
+                log(
+                    &bar,
+                    format!(
+                        "veritune: step {} (epoch {}) skipped: {reason}; the weights were kept as they were and training goes on",
+                        record.step + 1,
+                        record.epoch + 1
+                    ),
+                );
+            }
+            bar.inc(1);
+            Control::Continue
+        },
+        |model, epochs| {
+            if !args.until_honored {
+                return Control::Continue;
+            }
+            // A forward pass over the reviewed images, no backward.
+            match fidelity_report(model, &set, &verdicts, None, args.threshold) {
+                Ok(report) => {
+                    let honored = report.verdicts_honored;
+                    log(
+                        &bar,
+                        format!(
+                            "veritune: after epoch {epochs}: {} of {} verdicts honored",
+                            honored.passed, honored.total
+                        ),
+                    );
+                    epoch_checks.push(EpochCheck {
+                        epochs,
+                        verdicts_honored: honored,
+                    });
+                    if honored.all() {
+                        Control::Cancel
+                    } else {
+                        Control::Continue
+                    }
+                }
+                Err(e) => {
+                    check_failed = Some(e);
+                    Control::Cancel
+                }
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    if let Some(e) = check_failed {
+        return Err(format!("checking the verdicts after an epoch failed: {e}"));
+    }
+    let skipped = outcome
+        .records
+        .iter()
+        .filter(|r| r.skipped.is_some())
+        .count();
+    if skipped > 0 {
+        eprintln!(
+            "veritune: {skipped} of {} steps had a non-finite loss or gradient and were skipped",
+            outcome.records.len()
+        );
+    }
+    write_model(&outcome.model, args.output)?;
+    eprintln!(
+        "veritune: {} steps, adapted weights written to {}",
+        outcome.records.len(),
+        args.output.display()
+    );
+    let fidelity = fidelity_report(
+        &outcome.model,
+        &set,
+        &verdicts,
+        history_set.as_ref(),
+        args.threshold,
+    )?;
+    fidelity.print(&spec.class_names);
+    if args.until_honored {
+        let epochs = outcome.records.last().map_or(0, |r| r.epoch + 1);
+        if fidelity.verdicts_honored.all() {
+            eprintln!("veritune: every verdict honored after {epochs} of at most {budget} epochs");
+        } else {
+            let unfreeze = if args.freeze_backbone {
+                ", or train the whole model (without --freeze-backbone)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "veritune: {budget} epochs ran out before every verdict was honored: try a larger --max-epochs or --learning-rate{unfreeze}"
+            );
+        }
+    }
+    if let Some(path) = args.records {
+        write_json(
+            &FinetuneRecords {
+                steps: &outcome.records,
+                epoch_checks: &epoch_checks,
+                fidelity: &fidelity,
+            },
+            Some(path),
+        )?;
+    }
+    Ok(())
+}
+
+/// What `finetune --records` writes: every step, the check after each epoch
+/// (training until the verdicts are honored), then the fidelity check.
+#[derive(Serialize)]
+struct FinetuneRecords<'a> {
+    steps: &'a [StepRecord],
+    epoch_checks: &'a [EpochCheck],
+    fidelity: &'a FidelityReport,
+}
+
+/// The verdicts honored by the adapted model on the reviewed images, and how
+/// many of the history library's boxes it still shows.
+#[derive(Serialize)]
+struct FidelityReport {
+    verdicts_honored: Tally,
+    /// Absent without a history library.
+    history_agreement: Option<Tally>,
+    /// Per image, the verdicts not honored (boxes in the image file's pixels).
+    not_honored: Vec<ImageNotHonored>,
+}
+
+#[derive(Serialize)]
+struct ImageNotHonored {
+    file: String,
+    verdicts: Vec<VerdictCheck>,
+}
+
+impl FidelityReport {
+    /// Prints the two figures, then each verdict not honored yet.
+    fn print(&self, class_names: &[String]) {
+        let honored = self.verdicts_honored;
+        let history = match self.history_agreement {
+            Some(kept) => format!(
+                ", history kept {:.0} % ({} of {} boxes)",
+                100.0 * kept.fraction(),
+                kept.passed,
+                kept.total
+            ),
+            None => String::new(),
+        };
+        eprintln!(
+            "veritune: {} of {} verdicts honored{history}",
+            honored.passed, honored.total
+        );
+        for image in &self.not_honored {
+            for check in &image.verdicts {
+                let b = check.label.bbox;
+                let what = match check.asked {
+                    Asked::Confirmed => "confirmed box not shown",
+                    Asked::Corrected => "corrected box not shown",
+                    Asked::Rejected => "rejected box still shown",
+                    Asked::Drawn => "drawn box not shown",
+                };
+                eprintln!(
+                    "  {}: {what}: {} at ({:.0}, {:.0})-({:.0}, {:.0})",
+                    image.file,
+                    class_names
+                        .get(check.label.class)
+                        .map_or("?", String::as_str),
+                    b.x0,
+                    b.y0,
+                    b.x1,
+                    b.y1
+                );
+            }
+        }
+    }
+}
+
+/// Checks the adapted `model` against the verdicts on `set`'s images and, with
+/// a history library, against its boxes (both in the pixels of the loaded
+/// images, reported in the files' pixels).
+fn fidelity_report<M: Detector>(
+    model: &M,
+    set: &AnnotatedSet,
+    verdicts: &[ImageVerdicts],
+    history: Option<&AnnotatedSet>,
+    threshold: f32,
+) -> Result<FidelityReport, String> {
+    let config = FidelityConfig {
+        score_threshold: threshold,
+        ..FidelityConfig::default()
+    };
+    let shown_on = |images: &[AnnotatedImage]| -> Result<Vec<Vec<Detection>>, String> {
+        let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
+        Ok(all_candidates(model, &refs)?
+            .iter()
+            .map(|c| shown_detections(c, threshold, NMS_IOU))
+            .collect())
+    };
+    let reviewed: Vec<Reviewed> = set
+        .images
+        .iter()
+        .zip(verdicts)
+        .map(|(image, verdicts)| Reviewed {
+            image: &image.image,
+            verdicts,
+            size: [image.image.width(), image.image.height()],
+        })
+        .collect();
+    let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))?;
+    let not_honored = set
+        .images
+        .iter()
+        .zip(&checks)
+        .filter_map(|(image, checks)| {
+            let (sx, sy) = file_scale(image.file_size, &image.image);
+            let verdicts: Vec<VerdictCheck> = checks
+                .iter()
+                .filter(|c| !c.honored)
+                .map(|c| VerdictCheck {
+                    label: LabeledBox {
+                        bbox: c.label.bbox.scale(1.0 / sx, 1.0 / sy),
+                        ..c.label
+                    },
+                    ..*c
+                })
+                .collect();
+            (!verdicts.is_empty()).then(|| ImageNotHonored {
+                file: image.file_name.clone(),
+                verdicts,
+            })
+        })
+        .collect();
+    let history_agreement = match history {
+        Some(history) => {
+            let labels: Vec<Vec<LabeledBox>> =
+                history.images.iter().map(|i| i.boxes.clone()).collect();
+            Some(history_agreement(
+                &labels,
+                &shown_on(&history.images)?,
+                &config,
+            ))
+        }
+        None => None,
+    };
+    Ok(FidelityReport {
+        verdicts_honored: verdicts_honored(checks.iter().map(Vec::as_slice)),
+        history_agreement,
+        not_honored,
+    })
+}
+
+/// The verdicts of each image, fitted and scaled to its loaded pixels, with
+/// the training target built from them.
+fn targets_from_verdicts<M: Detector>(
+    model: &M,
+    images: &[AnnotatedImage],
+    verdicts: &BTreeMap<String, ImageVerdicts>,
+    config: &TargetConfig,
+    path: &Path,
+) -> Result<Vec<(ImageVerdicts, TrainingTarget)>, String> {
+    let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
+    let all = all_candidates(model, &refs)?;
+    let classes = model.spec().class_names.len();
+    images
+        .iter()
+        .zip(&all)
+        .map(|(image, candidates)| {
+            let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
+                format!("{} has no verdicts for '{}': review every image or remove it from the annotations", path.display(), image.file_name)
+            })?;
+            let in_this_file = |e: VerdictError| format!("{}, image '{}': {e}", path.display(), image.file_name);
+            // Verdict boxes are in the file's pixels; the image may be downscaled.
+            let (width, height) = image.file_size;
+            let (sx, sy) = file_scale(image.file_size, &image.image);
+            let verdict = verdict
+                .fit_to_image(width as f32, height as f32, classes)
+                .map_err(in_this_file)?
+                .scaled(sx, sy);
+            let target = build_target(&verdict, candidates, config).map_err(in_this_file)?;
+            Ok((verdict, target))
+        })
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! What every command shares: reading models and inputs, writing outputs
+//! whole or not at all, progress bars, and the checks of common options.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use veritune::dataset::{AnnotatedSet, write_atomically};
+use veritune::detector::Detector;
+use veritune::formats::class_map;
+use veritune::weights::{AnyDetector, StoredDetector, WeightsFormat, load_detector, save_detector};
+
+/// A failure told to the user in one line.
+pub(crate) type CliResult = Result<(), String>;
+
+/// The bytes of a weights file, or a sentence naming it.
+pub(crate) fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The detector in a weights file (either architecture) on `device`.
+pub(crate) fn load_model(path: &Path, device: &Device) -> Result<AnyDetector, String> {
+    load_detector(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` whole or not at all: into a temporary file
+/// beside it, then renamed over it, so a failure never leaves a half-written
+/// file (nor touches an existing one).
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
+    if path.file_name().is_none() {
+        return Err(format!(
+            "{} is not a file name: give a path ending in a file name",
+            path.display()
+        ));
+    }
+    write_atomically(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes a detector's weights: safetensors for a `.safetensors` name, else burnpack.
+pub(crate) fn write_model<M: StoredDetector>(model: &M, path: &Path) -> CliResult {
+    let format = WeightsFormat::for_file_name(&path.to_string_lossy());
+    let bytes = pollster::block_on(save_detector(model, format)).map_err(|e| e.to_string())?;
+    write_file(path, &bytes)
+}
+
+/// Writes `value` as pretty JSON to `path`, or to standard output.
+pub(crate) fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    match path {
+        Some(path) => write_file(path, (text + "\n").as_bytes()),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                // The reader stopped reading (`veritune predict … | head`): nothing to report.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                result => result.map_err(|e| format!("cannot write to standard output: {e}")),
+            }
+        }
+    }
+}
+
+/// Writes `text` to `path` whole or not at all.
+pub(crate) fn write_text(path: &Path, text: &str) -> CliResult {
+    write_file(path, text.as_bytes())
+}
+
+/// Creates a folder and its parents.
+pub(crate) fn create_dir(path: &Path) -> CliResult {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Reads a JSON file into `T`, naming the file on failure.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))
+}
+
+/// A progress bar of `len` items, hidden when standard error is not a terminal.
+pub(crate) fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Prints `line` above the progress bar, or on standard error when the bar is
+/// hidden (output not a terminal), where it would drop the line.
+pub(crate) fn log(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Refuses a score threshold outside 0..=1.
+pub(crate) fn check_threshold(threshold: f32) -> CliResult {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(format!("--threshold {threshold} must be between 0 and 1"));
+    }
+    Ok(())
+}
+
+/// Refuses a learning rate that is not a positive finite number.
+pub(crate) fn check_learning_rate(learning_rate: f64) -> CliResult {
+    if !(learning_rate.is_finite() && learning_rate > 0.0) {
+        return Err(format!(
+            "--learning-rate {learning_rate} must be a finite number above 0 (e.g. 5e-4)"
+        ));
+    }
+    Ok(())
+}
+
+/// `set` with its classes numbered as the model's, matched by name; a class
+/// the model does not have is an error naming it and the file.
+pub(crate) fn matched_to_model<M: Detector>(
+    mut set: AnnotatedSet,
+    model: &M,
+    file: &Path,
+) -> Result<AnnotatedSet, String> {
+    let names = &model.spec().class_names;
+    let to_model = class_map(&set.class_names, names);
+    let unknown: Vec<&str> = set
+        .class_names
+        .iter()
+        .zip(&to_model)
+        .filter(|(_, class)| class.is_none())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{} has categories the model does not know ({}); its classes are {}: name the categories as the model's classes",
+            file.display(),
+            unknown.join(", "),
+            names.join(", ")
+        ));
+    }
+    for image in &mut set.images {
+        for b in &mut image.boxes {
+            if let Some(class) = to_model[b.class] {
+                b.class = class;
+            }
+        }
+    }
+    set.class_names = names.clone();
+    Ok(set)
+}
