@@ -83,6 +83,10 @@ pub struct PretrainManifest {
     pub train_seconds: f64,
     /// Mean loss over the last 100 steps.
     pub final_loss: f64,
+    /// The manifest of the model training started from (`config.init`),
+    /// when it has one: how the meta-model was made, stage by stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_manifest: Option<Box<PretrainManifest>>,
 }
 
 /// Seed of the held-out scenes used to measure a model.

@@ -8,7 +8,7 @@ use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 
 use crate::args::PretrainArgs;
 use crate::io::{
-    CliResult, check_learning_rate, progress, read_model_bytes, write_json, write_model,
+    CliResult, check_learning_rate, progress, read_json, read_model_bytes, write_json, write_model,
 };
 
 /// `veritune pretrain`.
@@ -57,6 +57,18 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
         }
         None => None,
     };
+    // The starting model's own manifest, beside it under the same name.
+    let init_manifest = match &config.init {
+        Some(path) => {
+            let beside = Path::new(path).with_extension("json");
+            if beside.is_file() {
+                Some(Box::new(read_json::<PretrainManifest>(&beside)?))
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
     let bar = progress(config.steps, "pretraining");
     let (model, train_seconds, final_loss) =
@@ -94,6 +106,7 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
         broad_map: maps[3],
         train_seconds,
         final_loss,
+        init_manifest,
         config,
     };
     write_json(&record, Some(manifest))
