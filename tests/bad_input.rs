@@ -431,6 +431,30 @@ fn nonsense_settings_are_refused() {
         path(&dir.join("big.bpk")),
     ]);
     assert!(message.contains("`input_size` is 4096"), "{message}");
+    let pretrain = |extra: &[&str]| {
+        let output = dir.join("pretrained.bpk");
+        let manifest = dir.join("pretrained.json");
+        let mut args = vec![
+            "pretrain",
+            "--steps",
+            "1",
+            "--output",
+            path(&output),
+            "--manifest",
+            path(&manifest),
+        ];
+        args.extend_from_slice(extra);
+        let message = failure(&args);
+        assert!(!output.exists() && !manifest.exists(), "{message}");
+        message
+    };
+    let message = pretrain(&["--broad-share", "1.5"]);
+    assert!(message.contains("--broad-share is 1.5"), "{message}");
+    let message = pretrain(&["--init", path(&model)]);
+    assert!(
+        message.contains("takes 64-pixel inputs, pretraining makes 256-pixel scenes"),
+        "{message}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
