@@ -251,3 +251,54 @@ fn gradient_mixing_forgets_less_than_plain_fine_tuning() {
     );
     std::fs::remove_dir_all(&output).expect("clean up");
 }
+
+/// The PyTorch quality peer's exchange: `--peer-data` writes each run's
+/// verified scenes, their boxes and the meta-model; weights handed back
+/// unchanged as the peer's are measured by `--peer-results` exactly as the
+/// meta-model (no forgetting, the same transfer mAP as its baseline).
+#[test]
+fn peer_runs_handed_back_unchanged_measure_as_the_meta_model() {
+    let dir = std::env::temp_dir().join(format!("veritune-peer-data-{}", std::process::id()));
+    quick_quality(
+        "peer-write",
+        &["--sizes", "2", "--peer-data", dir.to_str().unwrap()],
+    );
+    let run = dir.join("n2-s0");
+    let targets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("targets.json")).expect("targets")).unwrap();
+    assert_eq!(targets.as_array().map(Vec::len), Some(2), "{targets}");
+    let images = std::fs::read(run.join("images.safetensors")).expect("images");
+    let images = safetensors::SafeTensors::deserialize(&images).expect("a safetensors file");
+    assert_eq!(
+        images.tensor("images").expect("images").shape(),
+        [2, 3, DEFAULT_SIZE, DEFAULT_SIZE]
+    );
+    std::fs::copy(
+        dir.join("weights.safetensors"),
+        run.join("peer.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(run.join("peer.json"), r#"{"recipe": "unchanged"}"#).unwrap();
+
+    let output = quick_quality("peer-read", &["--peer-results", dir.to_str().unwrap()]);
+    let csv = std::fs::read_to_string(output.join("peer-quality.csv")).expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "n,seed,recipe,transfer_map,general_map,forgetting"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(row[..3], ["2", "0", "unchanged"], "{csv}");
+    assert_eq!(row[5], "0.00000", "{csv}");
+    let baseline: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output.join("baseline.json")).unwrap()).unwrap();
+    let transfer: f64 = row[3].parse().unwrap();
+    assert!(
+        (transfer - baseline["transfer_map"].as_f64().unwrap()).abs() < 1e-5,
+        "{csv} against {baseline}"
+    );
+    for folder in [dir, output] {
+        std::fs::remove_dir_all(folder).expect("clean up");
+    }
+}

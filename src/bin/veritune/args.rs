@@ -403,7 +403,7 @@ pub(crate) struct QualityArgs {
     pub peer_data: Option<PathBuf>,
     /// Instead of fine-tuning, measure the peer's fine-tuned weights in
     /// this folder (written by --peer-data, then the peer) on the held-out
-    /// scenes: --output gets peer-quality.csv.
+    /// scenes: --output gets peer-quality.csv and the meta-model's baseline.json.
     #[arg(long, conflicts_with = "merge")]
     pub peer_results: Option<PathBuf>,
     /// Epochs of every fine-tuning run (default 10).

@@ -342,6 +342,7 @@ fn bench_peer_results(
     let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
     let baseline = tests.measure(&meta)?;
     let rows = measure_peer_runs(dir, &tests, &baseline)?;
+    write_json(&baseline, Some(&output.join("baseline.json")))?;
     let csv = peer_csv(&rows);
     print!("{csv}");
     write_text(&output.join("peer-quality.csv"), &csv)
