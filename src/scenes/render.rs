@@ -3,6 +3,7 @@
 
 use std::f32::consts::TAU;
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use rand::rngs::StdRng;
@@ -577,33 +578,24 @@ fn smoothstep(low: f32, high: f32, v: f32) -> f32 {
 /// colour contrasting with what lies under the box (transfer; broad, grey
 /// included), dark ink (third).
 fn ink_colour(rng: &mut StdRng, scenario: Scenario, image: &Image, bbox: &BBox) -> ([f32; 3], f32) {
-    let contrasting_value = |rng: &mut StdRng| {
-        if mean_luminance(image, bbox) > 0.5 {
+    // Any hue, light on a dark place or dark on a light one.
+    let contrasting = |rng: &mut StdRng, saturation: Range<f32>, opacity: Range<f32>| {
+        let value = if mean_luminance(image, bbox) > 0.5 {
             rng.random_range(0.0..0.3)
         } else {
             rng.random_range(0.7..1.0)
-        }
+        };
+        let colour = hsv(
+            rng.random_range(0.0..1.0),
+            rng.random_range(saturation),
+            value,
+        );
+        (colour, rng.random_range(opacity))
     };
     match scenario {
         Scenario::General => ([rng.random_range(0.7..1.0); 3], 1.0),
-        Scenario::Transfer => {
-            let value = contrasting_value(rng);
-            let colour = hsv(
-                rng.random_range(0.0..1.0),
-                rng.random_range(0.4..1.0),
-                value,
-            );
-            (colour, rng.random_range(0.75..1.0))
-        }
-        Scenario::Broad => {
-            let value = contrasting_value(rng);
-            let colour = hsv(
-                rng.random_range(0.0..1.0),
-                rng.random_range(0.0..1.0),
-                value,
-            );
-            (colour, rng.random_range(0.8..1.0))
-        }
+        Scenario::Transfer => contrasting(rng, 0.4..1.0, 0.75..1.0),
+        Scenario::Broad => contrasting(rng, 0.0..1.0, 0.8..1.0),
         Scenario::Third => {
             let colour = hsv(
                 rng.random_range(0.0..1.0),

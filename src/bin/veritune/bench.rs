@@ -15,6 +15,7 @@ use veritune::benchmark::speed::{
     self, Backend, Measure, Measurement, PeerFigures, SpeedRow, SpeedSettings,
 };
 use veritune::detector::Detector;
+use veritune::detector::fcos::Fcos;
 use veritune::scenes::{SceneGenerator, data_dir};
 use veritune::weights::{WeightsFormat, load_fcos, read_spec, save_detector};
 
@@ -267,9 +268,7 @@ fn bench_quality(
     output: &Path,
 ) -> CliResult {
     create_dir(output)?;
-    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex().autodiff())
-        .map_err(|e| format!("{}: {e}", model.display()))?;
-    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let (meta, generator) = meta_and_scenes(model, &Device::flex().autodiff())?;
     let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
     let baseline = tests.measure(&meta)?;
     eprintln!(
@@ -316,10 +315,17 @@ fn bench_quality(
     Ok(())
 }
 
-fn bench_peer_data(model: &Path, config: &QualityConfig, dir: &Path) -> CliResult {
-    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex())
+/// The digits meta-model at `model` on `device`, and the scene generator
+/// over the data `scripts/fetch-data` wrote.
+fn meta_and_scenes(model: &Path, device: &Device) -> Result<(Fcos, SceneGenerator), String> {
+    let meta = load_fcos(&read_model_bytes(model)?, device)
         .map_err(|e| format!("{}: {e}", model.display()))?;
     let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    Ok((meta, generator))
+}
+
+fn bench_peer_data(model: &Path, config: &QualityConfig, dir: &Path) -> CliResult {
+    let (meta, generator) = meta_and_scenes(model, &Device::flex())?;
     let runs = write_peer_runs(&meta, &generator, config, dir)?;
     eprintln!(
         "veritune: {} runs for the PyTorch peer written to {}",
@@ -336,9 +342,7 @@ fn bench_peer_results(
     output: &Path,
 ) -> CliResult {
     create_dir(output)?;
-    let meta = load_fcos(&read_model_bytes(model)?, &Device::flex())
-        .map_err(|e| format!("{}: {e}", model.display()))?;
-    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let (meta, generator) = meta_and_scenes(model, &Device::flex())?;
     let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
     let baseline = tests.measure(&meta)?;
     let rows = measure_peer_runs(dir, &tests, &baseline)?;
