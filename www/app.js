@@ -2468,7 +2468,7 @@ async function loadHistory() {
       `${failures.length} of ${ids.length} history samples could not be added (training then protects less of what the model knew). First: ${failures[0]}`,
     );
   }
-  refreshStats();
+  await refreshStats();
 }
 
 /**
@@ -2598,7 +2598,7 @@ async function updateHistory(run) {
       project.saveProject({ history: update.members });
       project.saveRun(run);
     }
-    refreshStats();
+    await refreshStats();
   } catch (e) {
     ui.trainStatus.textContent = `${finished} The history library was not updated.`;
     showError('The history library could not be updated (it stays as it was)', e);
