@@ -11,10 +11,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::geometry::{BBox, LabeledBox};
+use crate::geometry::BBox;
 use crate::image::Image;
 use crate::sample::Sample;
-use crate::verdict::TrainingTarget;
+use crate::verdict::{Positive, TrainingTarget};
 
 /// The grey that fills pixels an affine jitter uncovers.
 const FILL: [f32; 3] = [0.5; 3];
@@ -292,8 +292,9 @@ pub fn transform(sample: &Sample, affine: &Affine, min_visible: f32) -> Sample {
         .positives
         .iter()
         .filter_map(|p| {
-            let (moved, clipped) = move_box(&p.bbox);
-            kept(clipped, &moved, min_visible).map(|bbox| LabeledBox { bbox, ..*p })
+            let (moved, clipped) = move_box(&p.label.bbox);
+            kept(clipped, &moved, min_visible)?;
+            Some(p.map_boxes(|b| move_box(b).1))
         })
         .collect();
     let negatives = sample
@@ -364,10 +365,7 @@ pub fn mosaic(samples: [&Sample; 4]) -> Sample {
                 s.y1 + oy as f32,
             )
         };
-        positives.extend(sample.target.positives.iter().map(|p| LabeledBox {
-            bbox: place(&p.bbox),
-            ..*p
-        }));
+        positives.extend(sample.target.positives.iter().map(|p| p.map_boxes(place)));
         negatives.extend(sample.target.negatives.iter().map(place));
     }
     Sample {
@@ -389,23 +387,22 @@ pub fn can_mix(a: &Sample, b: &Sample) -> bool {
 }
 
 /// `target` with `object` (a positive of `source`) copied onto it with its
-/// top-left corner at `at`: its pixels replace the target's there, the box
-/// becomes a positive, and the target's boxes left less than `min_visible`
+/// label box's top-left corner at `at`: the pixels of its label box replace
+/// the target's there, the object becomes a positive (its boxes cut to the
+/// pasted pixels), and the target's boxes left less than `min_visible`
 /// visible are dropped. The object must lie inside `source` and fit at `at`.
 pub fn paste(
     target: &Sample,
     source: &Sample,
-    object: &LabeledBox,
+    object: &Positive,
     at: [usize; 2],
     min_visible: f32,
 ) -> Sample {
-    let (x0, y0) = (
-        object.bbox.x0.floor() as usize,
-        object.bbox.y0.floor() as usize,
-    );
+    let from = object.label.bbox;
+    let (x0, y0) = (from.x0.floor() as usize, from.y0.floor() as usize);
     let (x1, y1) = (
-        (object.bbox.x1.ceil() as usize).min(source.image.width()),
-        (object.bbox.y1.ceil() as usize).min(source.image.height()),
+        (from.x1.ceil() as usize).min(source.image.width()),
+        (from.y1.ceil() as usize).min(source.image.height()),
     );
     let (pw, ph) = (
         (x1 - x0).min(target.image.width() - at[0]),
@@ -418,30 +415,29 @@ pub fn paste(
         }
     }
     let (dx, dy) = (at[0] as f32 - x0 as f32, at[1] as f32 - y0 as f32);
-    let pasted = BBox::new(
-        object.bbox.x0 + dx,
-        object.bbox.y0 + dy,
-        (object.bbox.x1 + dx).min((at[0] + pw) as f32),
-        (object.bbox.y1 + dy).min((at[1] + ph) as f32),
-    );
     let cover = BBox::new(
         at[0] as f32,
         at[1] as f32,
         (at[0] + pw) as f32,
         (at[1] + ph) as f32,
     );
+    let pasted = |b: &BBox| {
+        BBox::new(
+            (b.x0 + dx).max(cover.x0),
+            (b.y0 + dy).max(cover.y0),
+            (b.x1 + dx).min(cover.x1),
+            (b.y1 + dy).min(cover.y1),
+        )
+    };
     let visible = |b: &BBox| b.area() - b.intersection(&cover);
-    let mut positives: Vec<LabeledBox> = target
+    let mut positives: Vec<Positive> = target
         .target
         .positives
         .iter()
-        .filter(|p| visible(&p.bbox) >= min_visible * p.bbox.area())
+        .filter(|p| visible(&p.label.bbox) >= min_visible * p.label.bbox.area())
         .copied()
         .collect();
-    positives.push(LabeledBox {
-        bbox: pasted,
-        class: object.class,
-    });
+    positives.push(object.map_boxes(pasted));
     let negatives = target
         .target
         .negatives
@@ -505,8 +501,8 @@ impl Augmenter {
                     source.target.positives[rng.random_range(0..source.target.positives.len())];
                 let (w, h) = (out.image.width(), out.image.height());
                 let (ow, oh) = (
-                    (object.bbox.width().ceil() as usize).clamp(1, w),
-                    (object.bbox.height().ceil() as usize).clamp(1, h),
+                    (object.label.bbox.width().ceil() as usize).clamp(1, w),
+                    (object.label.bbox.height().ceil() as usize).clamp(1, h),
                 );
                 let at = [rng.random_range(0..=w - ow), rng.random_range(0..=h - oh)];
                 out = paste(&out, source, &object, at, c.min_visible);
@@ -546,6 +542,7 @@ impl Augmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::LabeledBox;
 
     #[test]
     fn presets_go_one_step_further_each_and_names_read_back() {
@@ -587,10 +584,10 @@ mod tests {
         Sample {
             image,
             target: TrainingTarget {
-                positives: vec![LabeledBox {
+                positives: vec![Positive::from(LabeledBox {
                     bbox: BBox::new(8.0, 8.0, 16.0, 24.0),
                     class: 1,
-                }],
+                })],
                 negatives: vec![BBox::new(20.0, 20.0, 28.0, 28.0)],
                 trained_classes: None,
             },
@@ -617,7 +614,7 @@ mod tests {
             },
             0.25,
         );
-        let b = flipped.target.positives[0].bbox;
+        let b = flipped.target.positives[0].label.bbox;
         assert!(close(b, BBox::new(16.0, 8.0, 24.0, 24.0)), "{b:?}");
         assert_eq!(flipped.image.get(20, 10), [1.0, 0.5, 0.25]);
         assert_eq!(flipped.image.get(10, 10), [0.0; 3]);
@@ -638,7 +635,7 @@ mod tests {
             0.25,
         );
         assert!(close(
-            moved.target.positives[0].bbox,
+            moved.target.positives[0].label.bbox,
             BBox::new(12.0, 6.0, 20.0, 22.0)
         ));
         assert_eq!(moved.image.get(12, 6), [1.0, 0.5, 0.25]);
@@ -661,7 +658,7 @@ mod tests {
             0.25,
         );
         assert!(close(
-            zoomed.target.positives[0].bbox,
+            zoomed.target.positives[0].label.bbox,
             BBox::new(0.0, 0.0, 16.0, 32.0)
         ));
         assert!(close(
@@ -676,7 +673,7 @@ mod tests {
         };
         let cut = transform(&sample(), &far, 0.25);
         assert!(close(
-            cut.target.positives[0].bbox,
+            cut.target.positives[0].label.bbox,
             BBox::new(0.0, 8.0, 2.0, 24.0)
         ));
         assert!(transform(&sample(), &far, 0.3).target.positives.is_empty());
@@ -690,9 +687,36 @@ mod tests {
             0.25,
         );
         assert!(gone.target.positives.is_empty() && gone.target.negatives.is_empty());
-        for b in zoomed.target.positives.iter().map(|p| p.bbox) {
+        for b in zoomed.target.positives.iter().map(|p| p.label.bbox) {
             assert!(b.x0 >= 0.0 && b.y0 >= 0.0 && b.x1 <= 32.0 && b.y1 <= 32.0);
         }
+    }
+
+    #[test]
+    fn a_positive_s_regression_box_moves_with_its_label() {
+        let mut s = sample();
+        s.target.positives[0].regression = Some(BBox::new(9.0, 8.0, 17.0, 24.0));
+        let flipped = transform(
+            &s,
+            &Affine {
+                flip: true,
+                ..Affine::IDENTITY
+            },
+            0.25,
+        );
+        let p = flipped.target.positives[0];
+        assert!(close(p.label.bbox, BBox::new(16.0, 8.0, 24.0, 24.0)));
+        assert!(close(p.regression_box(), BBox::new(15.0, 8.0, 23.0, 24.0)));
+        let m = mosaic([&s, &s, &s, &s]);
+        assert!(close(
+            m.target.positives[3].regression_box(),
+            BBox::new(20.5, 20.0, 24.5, 28.0)
+        ));
+        let beside = paste(&s, &s, &s.target.positives[0], [20, 2], 0.25);
+        assert!(close(
+            beside.target.positives[1].regression_box(),
+            BBox::new(21.0, 2.0, 28.0, 18.0)
+        ));
     }
 
     #[test]
@@ -759,7 +783,7 @@ mod tests {
         let s = sample();
         let m = mosaic([&s, &s, &s, &s]);
         assert_eq!((m.image.width(), m.image.height()), (32, 32));
-        let boxes: Vec<BBox> = m.target.positives.iter().map(|p| p.bbox).collect();
+        let boxes: Vec<BBox> = m.target.positives.iter().map(|p| p.label.bbox).collect();
         assert_eq!(boxes.len(), 4);
         assert!(close(boxes[0], BBox::new(4.0, 4.0, 8.0, 12.0)));
         assert!(close(boxes[3], BBox::new(20.0, 20.0, 24.0, 28.0)));
@@ -778,10 +802,10 @@ mod tests {
         let beside = paste(&s, &s, &object, [20, 2], 0.25);
         assert_eq!(beside.target.positives.len(), 2);
         assert!(close(
-            beside.target.positives[1].bbox,
+            beside.target.positives[1].label.bbox,
             BBox::new(20.0, 2.0, 28.0, 18.0)
         ));
-        assert_eq!(beside.target.positives[1].class, 1);
+        assert_eq!(beside.target.positives[1].label.class, 1);
         assert_eq!(beside.image.get(20, 2), [1.0, 0.5, 0.25]);
         // It ends at row 18, above the negative region (rows 20..28): kept.
         assert_eq!(beside.target.negatives.len(), 1);
@@ -817,7 +841,7 @@ mod tests {
             assert_eq!(a, on.augment(&pool, 1, epoch), "the same draw");
             differs |= a != pool[1];
             for p in &a.target.positives {
-                let b = p.bbox;
+                let b = p.label.bbox;
                 assert!(b.is_valid() && b.x0 >= 0.0 && b.y0 >= 0.0 && b.x1 <= 32.0 && b.y1 <= 32.0);
             }
         }

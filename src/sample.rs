@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{DetectorSpec, input_batch, to_input_pixels};
-use crate::geometry::LabeledBox;
+use crate::geometry::{BBox, LabeledBox};
 use crate::image::Image;
 use crate::verdict::TrainingTarget;
 
@@ -23,17 +23,14 @@ impl Sample {
     pub fn new(image: &Image, target: &TrainingTarget, spec: &DetectorSpec) -> Self {
         let (w, h) = (image.width(), image.height());
         let [iw, ih] = spec.input_size;
-        let to_input = |b| to_input_pixels(b, spec, w, h);
+        let to_input = |b: &BBox| to_input_pixels(b, spec, w, h);
         Self {
             image: image.resized(iw, ih),
             target: TrainingTarget {
                 positives: target
                     .positives
                     .iter()
-                    .map(|p| LabeledBox {
-                        bbox: to_input(&p.bbox),
-                        class: p.class,
-                    })
+                    .map(|p| p.map_boxes(to_input))
                     .collect(),
                 negatives: target.negatives.iter().map(to_input).collect(),
                 trained_classes: target.trained_classes.clone(),

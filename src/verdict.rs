@@ -203,6 +203,24 @@ pub struct TargetConfig {
     pub iou_threshold: f32,
     /// Candidates below this score are not considered (default 0.05).
     pub candidate_floor: f32,
+    /// What a confirmed box's relabelling candidate gives (default: everything).
+    #[serde(default)]
+    pub confirmed_label: ConfirmedLabel,
+}
+
+/// What the weak candidate that relabels a confirmed or corrected box
+/// (METHOD.md section 1, the correct-sample rule) gives its positive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfirmedLabel {
+    /// The method: the candidate is the label, its box picks the locations
+    /// and is their regression target.
+    #[default]
+    Candidate,
+    /// A measured variant: the candidate's box picks the locations (and the
+    /// class target), the user's box is their regression target.
+    UserBoxRegression,
 }
 
 impl Default for TargetConfig {
@@ -211,6 +229,46 @@ impl Default for TargetConfig {
             score_threshold: 0.5,
             iou_threshold: 0.5,
             candidate_floor: 0.05,
+            confirmed_label: ConfirmedLabel::Candidate,
+        }
+    }
+}
+
+/// One object a training target teaches.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Positive {
+    /// Its class, and the box that picks the locations trained on it.
+    #[serde(flatten)]
+    pub label: LabeledBox,
+    /// The box those locations regress to when it is not `label.bbox` (the
+    /// user's box under [`ConfirmedLabel::UserBoxRegression`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<BBox>,
+}
+
+impl Positive {
+    /// The box the detector regresses to.
+    pub fn regression_box(&self) -> BBox {
+        self.regression.unwrap_or(self.label.bbox)
+    }
+
+    /// The positive with both of its boxes mapped by `f`.
+    pub fn map_boxes(&self, f: impl Fn(&BBox) -> BBox) -> Self {
+        Self {
+            label: LabeledBox {
+                bbox: f(&self.label.bbox),
+                class: self.label.class,
+            },
+            regression: self.regression.as_ref().map(f),
+        }
+    }
+}
+
+impl From<LabeledBox> for Positive {
+    fn from(label: LabeledBox) -> Self {
+        Self {
+            label,
+            regression: None,
         }
     }
 }
@@ -220,7 +278,7 @@ impl Default for TargetConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingTarget {
     /// Objects to detect.
-    pub positives: Vec<LabeledBox>,
+    pub positives: Vec<Positive>,
     /// Regions where the detector fired wrongly: locations assigned to them are
     /// trained as background, get no box loss and are never positives.
     pub negatives: Vec<BBox>,
@@ -235,7 +293,7 @@ impl TrainingTarget {
     /// A target made of ground-truth objects only.
     pub fn from_ground_truth(boxes: &[LabeledBox]) -> Self {
         Self {
-            positives: boxes.to_vec(),
+            positives: boxes.iter().copied().map(Positive::from).collect(),
             negatives: Vec::new(),
             trained_classes: None,
         }
@@ -260,7 +318,7 @@ impl TrainingTarget {
 
     /// The distinct classes of the positives, ascending.
     pub fn classes(&self) -> Vec<usize> {
-        let mut classes: Vec<usize> = self.positives.iter().map(|p| p.class).collect();
+        let mut classes: Vec<usize> = self.positives.iter().map(|p| p.label.class).collect();
         classes.sort_unstable();
         classes.dedup();
         classes
@@ -393,7 +451,7 @@ pub fn build_target(
     }
     for (index, drawn) in verdicts.drawn.iter().enumerate() {
         check_user_box(BoxField::Drawn(index), &drawn.bbox)?;
-        target.positives.push(*drawn);
+        target.positives.push(Positive::from(*drawn));
     }
     target.trained_classes = verdicts.reviewed_classes.as_ref().map(|reviewed| {
         let mut trained: Vec<usize> = reviewed.iter().copied().chain(target.classes()).collect();
@@ -413,20 +471,27 @@ fn check_user_box(field: BoxField, bbox: &BBox) -> Result<(), VerdictError> {
 }
 
 /// The correct-sample rule: the weak evidence the model already has for this
-/// object becomes the label.
+/// object becomes the label (or, under [`ConfirmedLabel::UserBoxRegression`],
+/// picks the locations that regress to the user's box).
 fn relabel_confirmed(
     user: LabeledBox,
     candidates: &[Detection],
     config: &TargetConfig,
-) -> LabeledBox {
+) -> Positive {
     candidates
         .iter()
         .filter(|c| c.score >= config.candidate_floor && c.score < config.score_threshold)
         .filter(|c| c.bbox.iou(&user.bbox) > config.iou_threshold)
         .max_by(|a, b| a.score.total_cmp(&b.score))
-        .map_or(user, |best| LabeledBox {
-            bbox: best.bbox,
-            class: user.class,
+        .map_or(Positive::from(user), |best| Positive {
+            label: LabeledBox {
+                bbox: best.bbox,
+                class: user.class,
+            },
+            regression: match config.confirmed_label {
+                ConfirmedLabel::Candidate => None,
+                ConfirmedLabel::UserBoxRegression => Some(user.bbox),
+            },
         })
 }
 
@@ -441,6 +506,10 @@ mod tests {
             class,
             score,
         }
+    }
+
+    fn labels(target: &TrainingTarget) -> Vec<LabeledBox> {
+        target.positives.iter().map(|p| p.label).collect()
     }
 
     fn judged(detection: Detection, judgement: Judgement) -> ShownBox {
@@ -470,13 +539,47 @@ mod tests {
         let v = verdicts(vec![judged(shown, Judgement::Confirmed)], vec![]);
         let target = build_target(&v, &candidates, &TargetConfig::default()).unwrap();
         assert_eq!(
-            target.positives,
+            labels(&target),
             vec![LabeledBox {
                 bbox: BBox::new(11.0, 11.0, 51.0, 51.0),
                 class: 3
             }]
         );
         assert!(target.negatives.is_empty());
+    }
+
+    #[test]
+    fn under_the_user_box_variant_the_candidate_picks_locations_and_the_user_box_is_regressed() {
+        let shown = det(10.0, 10.0, 50.0, 50.0, 3, 0.9);
+        let weak = det(11.0, 11.0, 51.0, 51.0, 3, 0.45);
+        let drawn = LabeledBox {
+            bbox: BBox::new(60.0, 60.0, 80.0, 80.0),
+            class: 2,
+        };
+        let v = verdicts(vec![judged(shown, Judgement::Confirmed)], vec![drawn]);
+        let config = TargetConfig {
+            confirmed_label: ConfirmedLabel::UserBoxRegression,
+            ..TargetConfig::default()
+        };
+        let target = build_target(&v, &[shown, weak], &config).unwrap();
+        assert_eq!(
+            target.positives,
+            vec![
+                Positive {
+                    label: weak.labeled(),
+                    regression: Some(shown.bbox),
+                },
+                Positive::from(drawn),
+            ]
+        );
+        assert_eq!(target.positives[0].regression_box(), shown.bbox);
+        assert_eq!(target.positives[1].regression_box(), drawn.bbox);
+        // The method's rule regresses to the candidate.
+        let method = build_target(&v, &[shown, weak], &TargetConfig::default()).unwrap();
+        assert_eq!(method.positives[0].regression_box(), weak.bbox);
+        // Without a candidate both rules label the user's box alone.
+        let alone = build_target(&v, &[shown], &config).unwrap();
+        assert_eq!(alone.positives[0], Positive::from(shown.labeled()));
     }
 
     #[test]
@@ -490,7 +593,7 @@ mod tests {
         assert_eq!(candidates[0].bbox.iou(&shown.bbox), 0.5);
         let v = verdicts(vec![judged(shown, Judgement::Confirmed)], vec![]);
         let target = build_target(&v, &candidates, &TargetConfig::default()).unwrap();
-        assert_eq!(target.positives, vec![shown.labeled()]);
+        assert_eq!(labels(&target), vec![shown.labeled()]);
     }
 
     #[test]
@@ -510,7 +613,7 @@ mod tests {
         );
         let target = build_target(&v, &candidates, &TargetConfig::default()).unwrap();
         assert_eq!(
-            target.positives,
+            labels(&target),
             vec![LabeledBox {
                 bbox: BBox::new(41.0, 40.0, 81.0, 80.0),
                 class: 5
@@ -528,7 +631,7 @@ mod tests {
         let candidates = [det(5.0, 5.0, 25.0, 31.0, 4, 0.3)];
         let v = verdicts(vec![], vec![drawn]);
         let target = build_target(&v, &candidates, &TargetConfig::default()).unwrap();
-        assert_eq!(target.positives, vec![drawn]);
+        assert_eq!(labels(&target), vec![drawn]);
         assert_eq!(v.categories(), vec![Category::MissedDetection]);
     }
 
@@ -544,7 +647,7 @@ mod tests {
             vec![],
         );
         let target = build_target(&v, &[], &TargetConfig::default()).unwrap();
-        assert_eq!(target.positives, vec![good.labeled()]);
+        assert_eq!(labels(&target), vec![good.labeled()]);
         assert_eq!(target.negatives, vec![bad.bbox]);
         assert!(!target.is_pure_negative());
         assert_eq!(v.categories(), vec![Category::FalseDetection]);
@@ -758,14 +861,14 @@ mod tests {
             let users = user_boxes(&v);
             prop_assert_eq!(target.positives.len(), users.len());
             for (positive, user) in target.positives.iter().zip(&users) {
-                prop_assert_eq!(positive.class, user.class);
+                prop_assert_eq!(positive.label.class, user.class);
                 let weak_match = candidates.iter().any(|c| {
-                    c.bbox == positive.bbox
+                    c.bbox == positive.label.bbox
                         && c.score >= config.candidate_floor
                         && c.score < config.score_threshold
                         && c.bbox.iou(&user.bbox) > config.iou_threshold
                 });
-                prop_assert!(positive.bbox == user.bbox || weak_match);
+                prop_assert!(positive.label.bbox == user.bbox || weak_match);
             }
         }
 
@@ -783,7 +886,7 @@ mod tests {
                 .collect();
             prop_assert_eq!(&target.negatives, &rejected);
             let drawn_start = target.positives.len() - v.drawn.len();
-            prop_assert_eq!(&target.positives[drawn_start..], v.drawn.as_slice());
+            prop_assert_eq!(&labels(&target)[drawn_start..], v.drawn.as_slice());
         }
 
         #[test]

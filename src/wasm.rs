@@ -719,8 +719,10 @@ impl Session {
         let model = self.current_model()?;
         let members = self.inner.borrow().history.members().to_vec();
         let images: Vec<&Image> = members.iter().map(|m| &m.image).collect();
-        let labels: Vec<Vec<LabeledBox>> =
-            members.iter().map(|m| m.target.positives.clone()).collect();
+        let labels: Vec<Vec<LabeledBox>> = members
+            .iter()
+            .map(|m| m.target.positives.iter().map(|p| p.label).collect())
+            .collect();
         let config = FidelityConfig {
             score_threshold: threshold,
             ..FidelityConfig::default()

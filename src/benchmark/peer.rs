@@ -105,8 +105,14 @@ pub fn write_peer_runs(
     for &seed in &config.seeds {
         for &n in &config.sizes {
             let run = PeerRun { n, seed };
-            let verified =
-                verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
+            let verified = verified_scenes(
+                meta,
+                generator,
+                Scenario::Transfer,
+                n,
+                transfer_seed(seed),
+                &config.target,
+            )?;
             let targets: Vec<Vec<PeerBox>> = verified
                 .verdicts
                 .iter()

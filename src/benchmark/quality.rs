@@ -47,6 +47,9 @@ pub struct QualityConfig {
     pub data_seed: u64,
     /// Which scenes the figures are measured on.
     pub held_out: HeldOut,
+    /// How the simulated user's verdicts become training targets.
+    #[serde(default)]
+    pub target: TargetConfig,
 }
 
 /// The scenes a benchmark measures on.
@@ -88,6 +91,7 @@ impl QualityConfig {
             test_scenes: 200,
             data_seed: 0,
             held_out: HeldOut::Test,
+            target: TargetConfig::default(),
         }
     }
 
@@ -169,9 +173,13 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// `scenes` as a simulated user verifies them on the predictions of `model`.
-    pub fn new<M: Detector>(model: &M, scenes: Vec<Scene>) -> Result<Self, String> {
-        let config = TargetConfig::default();
+    /// `scenes` as a simulated user verifies them on the predictions of
+    /// `model`, their targets built by `config`.
+    pub fn new<M: Detector>(
+        model: &M,
+        scenes: Vec<Scene>,
+        config: &TargetConfig,
+    ) -> Result<Self, String> {
         let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
         let all = pollster::block_on(candidates(model, &images, 8))?;
         let mut verdicts = Vec::with_capacity(scenes.len());
@@ -179,7 +187,7 @@ impl Verified {
         for (scene, candidates) in scenes.iter().zip(&all) {
             let shown = shown_detections(candidates, config.score_threshold, NMS_IOU);
             let given = simulated_verdicts(&shown, &scene.boxes(), 0.5);
-            let target = build_target(&given, candidates, &config).map_err(|e| e.to_string())?;
+            let target = build_target(&given, candidates, config).map_err(|e| e.to_string())?;
             samples.push(Sample::new(&scene.image, &target, model.spec()));
             verdicts.push(given);
         }
@@ -289,17 +297,18 @@ pub(crate) fn transfer_seed(seed: u64) -> u64 {
 }
 
 /// `n` training scenes of `scenario` for a benchmark seed, verified by the
-/// simulated user on the predictions of `model`.
+/// simulated user on the predictions of `model`, their targets built by `target`.
 pub(crate) fn verified_scenes(
     model: &Fcos,
     generator: &SceneGenerator,
     scenario: Scenario,
     n: usize,
     seed: u64,
+    target: &TargetConfig,
 ) -> Result<Verified, String> {
     let size = model.spec().input_size[0];
     let scenes = scenes(generator, scenario, Split::Train, n, seed, size)?;
-    Verified::new(model, scenes)
+    Verified::new(model, scenes, target)
 }
 
 /// Figures of the meta-model before any fine-tuning.
@@ -365,8 +374,14 @@ pub fn run_quality(
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         for &n in &config.sizes {
-            let transfer =
-                verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
+            let transfer = verified_scenes(
+                meta,
+                generator,
+                Scenario::Transfer,
+                n,
+                transfer_seed(seed),
+                &config.target,
+            )?;
             for &rule in &config.rules {
                 let mut history = base_history.clone();
                 let train_config = config.train_config(rule, seed);
@@ -570,8 +585,14 @@ pub fn run_rounds(
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         let train_config = config.train_config(MixingRule::Symmetric, seed);
-        let transfer =
-            verified_scenes(meta, generator, Scenario::Transfer, n, transfer_seed(seed))?;
+        let transfer = verified_scenes(
+            meta,
+            generator,
+            Scenario::Transfer,
+            n,
+            transfer_seed(seed),
+            &config.target,
+        )?;
         let mut round_history = base_history.clone();
         let round_1 = fine_tune(
             meta,
@@ -587,6 +608,7 @@ pub fn run_rounds(
             Scenario::Third,
             n,
             transfer_seed(seed) + 500,
+            &config.target,
         )?;
         for policy in [HistoryPolicy::GradientBased, HistoryPolicy::Reservoir] {
             let mut history = base_history.clone();

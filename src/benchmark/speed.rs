@@ -528,8 +528,8 @@ fn write_peer_model<M: StoredDetector>(
                 .positives
                 .iter()
                 .map(|p| {
-                    let b = p.bbox;
-                    serde_json::json!({ "bbox": [b.x0, b.y0, b.x1, b.y1], "class": p.class })
+                    let b = p.label.bbox;
+                    serde_json::json!({ "bbox": [b.x0, b.y0, b.x1, b.y1], "class": p.label.class })
                 })
                 .collect()
         })

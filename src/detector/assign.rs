@@ -2,8 +2,8 @@
 //! positives for which object, and which are forced to background by a
 //! negative region (a rejected false detection). Pure logic, no tensors.
 
-use crate::geometry::{BBox, LabeledBox};
-use crate::verdict::TrainingTarget;
+use crate::geometry::BBox;
+use crate::verdict::{Positive, TrainingTarget};
 
 /// The centre of one output cell in input pixels and the stride of its level.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,7 +34,7 @@ pub fn grid_locations(width: usize, height: usize, stride: usize) -> Vec<Locatio
 #[derive(Clone, Debug, PartialEq)]
 pub struct Assignment {
     /// The object a location must detect, `None` for background.
-    pub positives: Vec<Option<LabeledBox>>,
+    pub positives: Vec<Option<Positive>>,
     /// Locations matched to a negative region (background, never positive).
     pub suppressed: Vec<bool>,
 }
@@ -101,12 +101,12 @@ fn assign_by(
     target: &TrainingTarget,
     matches: impl Fn(&BBox) -> Vec<(usize, f32)>,
 ) -> Assignment {
-    let mut positives: Vec<Option<LabeledBox>> = vec![None; locations.len()];
+    let mut positives: Vec<Option<Positive>> = vec![None; locations.len()];
     let mut priorities = vec![f32::NEG_INFINITY; locations.len()];
-    for label in &target.positives {
-        for (i, priority) in matches(&label.bbox) {
+    for positive in &target.positives {
+        for (i, priority) in matches(&positive.label.bbox) {
             if positives[i].is_none() || priority > priorities[i] {
-                positives[i] = Some(*label);
+                positives[i] = Some(*positive);
                 priorities[i] = priority;
             }
         }
@@ -187,6 +187,7 @@ pub fn atss_locations(locations: &[Location], bbox: &BBox, atss: &Atss) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::LabeledBox;
 
     fn label(x0: f32, y0: f32, x1: f32, y1: f32, class: usize) -> LabeledBox {
         LabeledBox {
@@ -210,7 +211,7 @@ mod tests {
         let a = assign(&grid, &target, 1.5);
         // Centre (32, 32): only cells at 28 and 36 are closer than 12 px on each axis.
         assert_eq!(a.num_positives(), 4);
-        assert!(a.positives.iter().flatten().all(|p| p.class == 2));
+        assert!(a.positives.iter().flatten().all(|p| p.label.class == 2));
     }
 
     #[test]
@@ -233,7 +234,7 @@ mod tests {
             1.5,
         );
         let centre = 3 * 8 + 3;
-        assert_eq!(a.positives[centre].map(|p| p.class), Some(1));
+        assert_eq!(a.positives[centre].map(|p| p.label.class), Some(1));
     }
 
     #[test]
@@ -241,7 +242,7 @@ mod tests {
         let grid = grid_locations(64, 64, 8);
         let object = label(16.0, 16.0, 48.0, 48.0, 3);
         let target = TrainingTarget {
-            positives: vec![object],
+            positives: vec![object.into()],
             negatives: vec![BBox::new(20.0, 20.0, 44.0, 44.0)],
             trained_classes: None,
         };
@@ -331,7 +332,7 @@ mod tests {
         let grid = pyramid(128);
         let object = label(16.0, 16.0, 80.0, 80.0, 1);
         let target = TrainingTarget {
-            positives: vec![object],
+            positives: vec![object.into()],
             negatives: vec![object.bbox],
             trained_classes: None,
         };

@@ -354,16 +354,17 @@ impl Fcos {
         let mut num_positives = 0;
         for (i, target) in targets.iter().enumerate() {
             let assignment = assign(&locations, target, self.config.center_radius);
-            for (j, (label, location)) in assignment.positives.iter().zip(&locations).enumerate() {
-                let Some(label) = label else { continue };
-                if label.class >= c {
+            for (j, (assigned, location)) in assignment.positives.iter().zip(&locations).enumerate()
+            {
+                let Some(assigned) = assigned else { continue };
+                if assigned.label.class >= c {
                     continue;
                 }
                 let k = i * n + j;
                 num_positives += 1;
                 positive[k] = 1.0;
-                classes[k * c + label.class] = 1.0;
-                let bb = label.bbox;
+                classes[k * c + assigned.label.class] = 1.0;
+                let bb = assigned.regression_box();
                 boxes[k * 4..k * 4 + 4].copy_from_slice(&[bb.x0, bb.y0, bb.x1, bb.y1]);
                 let sides = [
                     location.x - bb.x0,
@@ -482,6 +483,7 @@ impl Detector for Fcos {
 mod tests {
     use super::*;
     use crate::geometry::{BBox, LabeledBox};
+    use crate::verdict::Positive;
     use burn::module::Module;
 
     fn tiny() -> FcosConfig {
@@ -561,6 +563,54 @@ mod tests {
     }
 
     #[test]
+    fn a_positive_regresses_to_its_regression_box_on_the_locations_its_label_picks() {
+        let device = Device::flex().autodiff();
+        let model = tiny().init(&device);
+        let images =
+            Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+        let label = LabeledBox {
+            bbox: BBox::new(8.0, 8.0, 40.0, 40.0),
+            class: 0,
+        };
+        let user_box = BBox::new(12.0, 10.0, 44.0, 38.0);
+        let target = |regression: Option<BBox>| TrainingTarget {
+            positives: vec![Positive { label, regression }],
+            negatives: Vec::new(),
+            trained_classes: None,
+        };
+        let moved = LabeledBox {
+            bbox: user_box,
+            ..label
+        };
+        // The regression loss, and the gradient of the classification loss
+        // with respect to the class logits.
+        let train = |target: &TrainingTarget| -> (f32, Vec<f32>) {
+            let mut output = model.forward(images.clone());
+            let logits = output.class_logits.detach().require_grad();
+            output.class_logits = logits.clone();
+            let loss = model.loss(output, std::slice::from_ref(target));
+            let grads = loss.classification.backward();
+            let gradient = logits.grad(&grads).expect("logits gradient");
+            (
+                loss.regression.into_scalar(),
+                gradient.into_data().try_to_vec::<f32>().expect("f32"),
+            )
+        };
+        let (reg_label, grad_label) = train(&target(None));
+        let (reg_user, grad_user) = train(&target(Some(user_box)));
+        let (reg_moved, grad_moved) = train(&TrainingTarget::from_ground_truth(&[moved]));
+        assert_ne!(
+            reg_user, reg_label,
+            "the box loss follows the regression box"
+        );
+        // The label's locations are trained toward its class whichever box
+        // they regress to; the user's box alone would pick other locations.
+        assert_eq!(grad_user, grad_label);
+        assert_ne!(grad_moved, grad_label);
+        assert!(reg_moved > 0.0);
+    }
+
+    #[test]
     fn negative_regions_are_trained_as_background_without_box_loss() {
         let device = Device::flex().autodiff();
         let model = tiny().init(&device);
@@ -572,7 +622,7 @@ mod tests {
         };
         let plain = TrainingTarget::from_ground_truth(&[object]);
         let rejected = TrainingTarget {
-            positives: vec![object],
+            positives: vec![object.into()],
             negatives: vec![object.bbox],
             trained_classes: None,
         };

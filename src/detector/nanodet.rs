@@ -741,16 +741,17 @@ impl NanoDet {
         };
         for (i, target) in targets.iter().enumerate() {
             let assignment = assign_atss(&locations, target, &atss);
-            for (j, (label, location)) in assignment.positives.iter().zip(&locations).enumerate() {
-                let Some(label) = label else { continue };
-                if label.class >= c {
+            for (j, (assigned, location)) in assignment.positives.iter().zip(&locations).enumerate()
+            {
+                let Some(assigned) = assigned else { continue };
+                if assigned.label.class >= c {
                     continue;
                 }
                 let k = i * n + j;
                 num_positives += 1;
                 positive[k] = 1.0;
-                classes[k * c + label.class] = 1.0;
-                let bb = label.bbox;
+                classes[k * c + assigned.label.class] = 1.0;
+                let bb = assigned.regression_box();
                 boxes[k * 4..k * 4 + 4].copy_from_slice(&[bb.x0, bb.y0, bb.x1, bb.y1]);
                 let sides = [
                     location.x - bb.x0,
@@ -971,7 +972,7 @@ mod tests {
         };
         let plain = TrainingTarget::from_ground_truth(&[object]);
         let rejected = TrainingTarget {
-            positives: vec![object],
+            positives: vec![object.into()],
             negatives: vec![object.bbox],
             trained_classes: None,
         };

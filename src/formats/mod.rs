@@ -322,7 +322,7 @@ pub fn labels_from_verdicts(
                 file_name: file_name.clone(),
                 width: size.width,
                 height: size.height,
-                boxes: target.positives,
+                boxes: target.positives.iter().map(|p| p.label).collect(),
             })
         })
         .collect::<Result<Vec<_>, VerdictLabelsError>>()?;

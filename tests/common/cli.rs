@@ -51,7 +51,7 @@ pub fn write_set(dir: &Path, kind: Scene, n: usize, seed: u64) -> PathBuf {
             file_name,
             width: SIZE as u32,
             height: SIZE as u32,
-            boxes: target.positives,
+            boxes: target.positives.iter().map(|p| p.label).collect(),
         });
     }
     let path = dir.join("annotations.json");

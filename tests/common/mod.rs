@@ -97,7 +97,7 @@ pub fn scene(kind: Scene, rng: &mut StdRng) -> (Image, TrainingTarget) {
                     Scene::New => [0.1, 0.15, 0.3],
                 };
                 draw_shape(&mut image, &bbox, class, colour);
-                target.positives.push(LabeledBox { bbox, class });
+                target.positives.push(LabeledBox { bbox, class }.into());
             }
             break;
         }

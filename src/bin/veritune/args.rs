@@ -10,6 +10,7 @@ use veritune::formats::Format;
 use veritune::mixing::MixingRule;
 use veritune::schedule::Schedule;
 use veritune::trainer::TrainConfig;
+use veritune::verdict::ConfirmedLabel;
 
 // The parsed command line.
 #[derive(Parser)]
@@ -447,6 +448,11 @@ pub(crate) struct RecipeArgs {
     /// change when mirrored, such as digits).
     #[arg(long)]
     pub(crate) flip: bool,
+    /// What a confirmed box's weak candidate gives: candidate (the method:
+    /// it is the label) or user-box-regression (it picks the locations, the
+    /// user's box is their regression target).
+    #[arg(long, value_enum, default_value = "candidate")]
+    pub(crate) confirmed_label: ConfirmedLabel,
 }
 
 impl RecipeArgs {

@@ -77,6 +77,7 @@ pub(crate) fn quality(args: QualityArgs) -> CliResult {
         config.sizes.clear();
     }
     config.training = recipe.apply(config.training);
+    config.target.confirmed_label = recipe.confirmed_label;
     let rounds_n = if quick { rounds_n.min(5) } else { rounds_n };
     if let Some(dir) = peer_data {
         return bench_peer_data(&model, &config, &dir);

@@ -23,7 +23,9 @@ use veritune::predict::{NMS_IOU, Reviewed, check_reviewed};
 use veritune::sample::Sample;
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
-use veritune::verdict::{ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target};
+use veritune::verdict::{
+    ConfirmedLabel, ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target,
+};
 use veritune::weights::{AnyDetector, StoredDetector};
 use veritune::with_any_detector;
 
@@ -84,6 +86,7 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         history,
         threshold,
         freeze_backbone,
+        confirmed: recipe.confirmed_label,
         until_honored: epochs.is_none(),
         config,
         output: &output,
@@ -105,6 +108,8 @@ struct FinetuneJob<'a> {
     history: Option<(PathBuf, PathBuf)>,
     threshold: f32,
     freeze_backbone: bool,
+    /// What a confirmed box's weak candidate gives its positive.
+    confirmed: ConfirmedLabel,
     /// Stop after the first epoch that honors every verdict (`config.epochs`
     /// is then the budget).
     until_honored: bool,
@@ -134,6 +139,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let set = matched_to_model(set, &model, args.annotations)?;
     let target_config = TargetConfig {
         score_threshold: args.threshold,
+        confirmed_label: args.confirmed,
         ..TargetConfig::default()
     };
     // What the user said of each image (the ground truth counts as drawn
