@@ -32,6 +32,10 @@ pub struct PretrainConfig {
     pub input_size: usize,
     /// Held-out scenes per scenario for the reported mAP.
     pub eval_scenes: usize,
+    /// Channels of the detector's first stage (`FcosConfig::width`); a
+    /// model to start from keeps its own.
+    #[serde(default = "default_width")]
+    pub width: usize,
     /// Share of each batch drawn from the broad scenario (colour ink of
     /// either polarity on photographs), the rest from the general one.
     #[serde(default)]
@@ -39,6 +43,11 @@ pub struct PretrainConfig {
     /// The weights file training started from, when not from random weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+}
+
+/// The detector's default width, that of manifests written before `width` was recorded.
+fn default_width() -> usize {
+    FcosConfig::new(Vec::new()).width
 }
 
 impl PretrainConfig {
@@ -57,6 +66,7 @@ impl Default for PretrainConfig {
             seed: 0,
             input_size: 256,
             eval_scenes: 200,
+            width: default_width(),
             broad_share: 0.0,
             init: None,
         }
@@ -114,6 +124,7 @@ pub fn pretrain(
         let classes = DIGIT_CLASSES.iter().map(|c| c.to_string()).collect();
         FcosConfig::new(classes)
             .with_input_size(config.input_size)
+            .with_width(config.width)
             .init(&device)
     });
     let spec = model.spec().clone();

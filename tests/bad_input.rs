@@ -455,6 +455,16 @@ fn nonsense_settings_are_refused() {
         message.contains("takes 64-pixel inputs, pretraining makes 256-pixel scenes"),
         "{message}"
     );
+    let message = pretrain(&["--width", "0"]);
+    assert!(
+        message.contains("--width: `width` is 0 but must be between 1 and 128"),
+        "{message}"
+    );
+    let message = pretrain(&["--width", "24", "--init", path(&model)]);
+    assert!(
+        message.contains("keeps its own: leave --width out"),
+        "{message}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -179,6 +179,10 @@ pub(crate) struct PretrainArgs {
     /// Start from these digits weights (burnpack or safetensors) instead of random ones.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Channels of the first stage of a detector made from random weights
+    /// (default 16; later stages have 2x, 4x and 8x).
+    #[arg(long)]
+    pub width: Option<usize>,
     /// Where to write the weights (safetensors for a `.safetensors` name, else burnpack).
     #[arg(long, short)]
     pub output: PathBuf,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use veritune::detector::Detector;
+use veritune::detector::fcos::FcosConfig;
 use veritune::pretrain::{PretrainConfig, PretrainManifest, scenario_map};
 use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 
@@ -13,6 +14,12 @@ use crate::io::{
 
 /// `veritune pretrain`.
 pub(crate) fn run(args: PretrainArgs) -> CliResult {
+    if let (Some(_), Some(init)) = (args.width, &args.init) {
+        return Err(format!(
+            "--width sets the width of a detector made from random weights, and {} keeps its own: leave --width out",
+            init.display()
+        ));
+    }
     pretrain(
         PretrainConfig {
             steps: args.steps,
@@ -21,6 +28,7 @@ pub(crate) fn run(args: PretrainArgs) -> CliResult {
             seed: args.seed,
             eval_scenes: args.eval_scenes,
             broad_share: args.broad_share,
+            width: args.width.unwrap_or(PretrainConfig::default().width),
             init: args.init.map(|path| path.display().to_string()),
             ..PretrainConfig::default()
         },
@@ -29,7 +37,7 @@ pub(crate) fn run(args: PretrainArgs) -> CliResult {
     )
 }
 
-fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult {
+fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult {
     if config.steps == 0 || config.batch_size == 0 {
         return Err("--steps and --batch-size must be at least 1".into());
     }
@@ -53,9 +61,16 @@ fn pretrain(config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult
                     config.input_size
                 ));
             }
+            config.width = model.config().width;
             Some(model)
         }
-        None => None,
+        None => {
+            FcosConfig::new(vec!["digit".into()])
+                .with_width(config.width)
+                .check()
+                .map_err(|e| format!("--width: {e}"))?;
+            None
+        }
     };
     // The starting model's own manifest, beside it under the same name.
     let init_manifest = match &config.init {
