@@ -3,6 +3,7 @@
 //! The method is specified in `METHOD.md` (shipped in the steering repository as
 //! `shared/METHOD.md`); `ARCHITECTURE.md` maps it onto these modules.
 
+pub mod app;
 pub mod augment;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod benchmark;

@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::app::review::Reviewer;
 use crate::detector::{Detector, input_batch, model_device, shown_detections};
 use crate::fidelity::{EpochCheck, FidelityConfig, check_image, verdicts_honored};
 use crate::formats::coco::to_coco_json;
@@ -35,7 +36,7 @@ use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
 use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient, update_history_with};
-use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig, build_target};
+use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig};
 use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
 use crate::zip::write_zip;
 
@@ -591,15 +592,20 @@ impl Session {
         let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
         let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
-        let config = TargetConfig {
-            score_threshold: threshold,
-            ..TargetConfig::default()
-        };
-        let target = build_target(&verdicts, &candidates, &config).map_err(error)?;
         let model = self.current_model()?;
+        let reviewer = Reviewer {
+            spec: model.spec(),
+            target: TargetConfig {
+                score_threshold: threshold,
+                ..TargetConfig::default()
+            },
+        };
+        let review = reviewer
+            .review(&image, [width, height], &verdicts, &candidates)
+            .map_err(error)?;
         Ok(Verified {
-            sample: Sample::new(&image, &target, model.spec()),
-            verdicts,
+            sample: review.sample,
+            verdicts: review.verdicts,
             size: [width, height],
         })
     }

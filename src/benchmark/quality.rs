@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::Spread;
+use crate::app::review::Reviewer;
 use crate::detector::fcos::Fcos;
 use crate::detector::{Detector, shown_detections};
 use crate::evaluate::{MAP_IOU, evaluate};
@@ -24,7 +25,7 @@ use crate::sample::Sample;
 use crate::scenes::{Scenario, Scene, SceneGenerator, Split};
 use crate::simulate::simulated_verdicts;
 use crate::trainer::{Control, TrainConfig, TrainOutcome, train, update_history};
-use crate::verdict::{ImageVerdicts, TargetConfig, build_target};
+use crate::verdict::{ImageVerdicts, TargetConfig};
 
 /// Settings of the quality benchmark.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,14 +183,21 @@ impl Verified {
     ) -> Result<Self, String> {
         let images: Vec<&Image> = scenes.iter().map(|s| &s.image).collect();
         let all = pollster::block_on(candidates(model, &images, 8))?;
+        let reviewer = Reviewer {
+            spec: model.spec(),
+            target: *config,
+        };
         let mut verdicts = Vec::with_capacity(scenes.len());
         let mut samples = Vec::with_capacity(scenes.len());
         for (scene, candidates) in scenes.iter().zip(&all) {
             let shown = shown_detections(candidates, config.score_threshold, NMS_IOU);
             let given = simulated_verdicts(&shown, &scene.boxes(), 0.5);
-            let target = build_target(&given, candidates, config).map_err(|e| e.to_string())?;
-            samples.push(Sample::new(&scene.image, &target, model.spec()));
-            verdicts.push(given);
+            let size = [scene.image.width(), scene.image.height()];
+            let reviewed = reviewer
+                .review(&scene.image, size, &given, candidates)
+                .map_err(|e| e.to_string())?;
+            samples.push(reviewed.sample);
+            verdicts.push(reviewed.verdicts);
         }
         Ok(Self {
             scenes,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::Serialize;
+use veritune::app::review::{Review, Reviewer};
 use veritune::dataset::{
     AnnotatedImage, AnnotatedSet, file_scale, read_annotated_set, read_verdicts,
 };
@@ -23,9 +24,7 @@ use veritune::predict::{NMS_IOU, Reviewed, check_reviewed};
 use veritune::sample::Sample;
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
-use veritune::verdict::{
-    ConfirmedLabel, ImageVerdicts, TargetConfig, TrainingTarget, VerdictError, build_target,
-};
+use veritune::verdict::{ConfirmedLabel, ImageVerdicts, TargetConfig};
 use veritune::weights::{AnyDetector, StoredDetector};
 use veritune::with_any_detector;
 
@@ -137,25 +136,30 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let spec = model.spec().clone();
     let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
     let set = matched_to_model(set, &model, args.annotations)?;
-    let target_config = TargetConfig {
-        score_threshold: args.threshold,
-        confirmed_label: args.confirmed,
-        ..TargetConfig::default()
+    let reviewer = Reviewer {
+        spec: &spec,
+        target: TargetConfig {
+            score_threshold: args.threshold,
+            confirmed_label: args.confirmed,
+            ..TargetConfig::default()
+        },
     };
     // What the user said of each image (the ground truth counts as drawn
-    // boxes), then the training targets built from it.
-    let (verdicts, targets): (Vec<ImageVerdicts>, Vec<TrainingTarget>) = match &args.targets {
+    // boxes), reviewed into samples.
+    let reviewed: Vec<Review> = match &args.targets {
         TargetSource::GroundTruth => set
             .images
             .iter()
-            .map(|i| {
+            .map(|image| {
                 let verdicts = ImageVerdicts {
-                    drawn: i.boxes.clone(),
+                    drawn: image.boxes.clone(),
                     ..ImageVerdicts::default()
                 };
-                (verdicts, TrainingTarget::from_ground_truth(&i.boxes))
+                reviewer
+                    .review(&image.image, loaded_size(image), &verdicts, &[])
+                    .map_err(|e| format!("{}: {e}", image.file_name))
             })
-            .unzip(),
+            .collect::<Result<_, String>>()?,
         TargetSource::SimulatedUser => {
             let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
             let all = all_candidates(&model, &refs)?;
@@ -165,27 +169,19 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 .map(|(image, candidates)| {
                     let shown = shown_detections(candidates, args.threshold, NMS_IOU);
                     let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
-                    let target = build_target(&verdicts, candidates, &target_config)
-                        .map_err(|e| format!("{}: {e}", image.file_name))?;
-                    Ok((verdicts, target))
+                    reviewer
+                        .review(&image.image, loaded_size(image), &verdicts, candidates)
+                        .map_err(|e| format!("{}: {e}", image.file_name))
                 })
-                .collect::<Result<Vec<_>, String>>()?
-                .into_iter()
-                .unzip()
+                .collect::<Result<_, String>>()?
         }
         TargetSource::Verdicts(path) => {
             let verdicts = read_verdicts(path).map_err(|e| e.to_string())?;
-            targets_from_verdicts(&model, &set.images, &verdicts, &target_config, path)?
-                .into_iter()
-                .unzip()
+            reviewed_from_file(&model, &reviewer, &set.images, &verdicts, path)?
         }
     };
-    let transfer: Vec<Sample> = set
-        .images
-        .iter()
-        .zip(&targets)
-        .map(|(image, target)| Sample::new(&image.image, target, &spec))
-        .collect();
+    let (verdicts, transfer): (Vec<ImageVerdicts>, Vec<Sample>) =
+        reviewed.into_iter().map(|r| (r.verdicts, r.sample)).unzip();
     let mut history = HistoryLibrary::new(HistoryConfig::default());
     let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
@@ -465,18 +461,22 @@ fn fidelity_report<M: Detector>(
     })
 }
 
-/// The verdicts of each image, fitted and scaled to its loaded pixels, with
-/// the training target built from them.
-fn targets_from_verdicts<M: Detector>(
+/// The size of an image as loaded (where its annotations' boxes are).
+fn loaded_size(image: &AnnotatedImage) -> [usize; 2] {
+    [image.image.width(), image.image.height()]
+}
+
+/// Each image reviewed from its verdicts in the file at `path` (given in
+/// the image file's pixels, which the loaded image may be downscaled from).
+fn reviewed_from_file<M: Detector>(
     model: &M,
+    reviewer: &Reviewer<'_>,
     images: &[AnnotatedImage],
     verdicts: &BTreeMap<String, ImageVerdicts>,
-    config: &TargetConfig,
     path: &Path,
-) -> Result<Vec<(ImageVerdicts, TrainingTarget)>, String> {
+) -> Result<Vec<Review>, String> {
     let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
     let all = all_candidates(model, &refs)?;
-    let classes = model.spec().class_names.len();
     images
         .iter()
         .zip(&all)
@@ -484,16 +484,10 @@ fn targets_from_verdicts<M: Detector>(
             let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
                 format!("{} has no verdicts for '{}': review every image or remove it from the annotations", path.display(), image.file_name)
             })?;
-            let in_this_file = |e: VerdictError| format!("{}, image '{}': {e}", path.display(), image.file_name);
-            // Verdict boxes are in the file's pixels; the image may be downscaled.
             let (width, height) = image.file_size;
-            let (sx, sy) = file_scale(image.file_size, &image.image);
-            let verdict = verdict
-                .fit_to_image(width as f32, height as f32, classes)
-                .map_err(in_this_file)?
-                .scaled(sx, sy);
-            let target = build_target(&verdict, candidates, config).map_err(in_this_file)?;
-            Ok((verdict, target))
+            reviewer
+                .review(&image.image, [width, height], verdict, candidates)
+                .map_err(|e| format!("{}, image '{}': {e}", path.display(), image.file_name))
         })
         .collect()
 }
