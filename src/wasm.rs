@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::app::options::{self, TrainOptions, TrainSettings};
 use crate::app::review::Reviewer;
 use crate::detector::{Detector, input_batch, model_device, shown_detections};
 use crate::fidelity::{EpochCheck, FidelityConfig, check_image, verdicts_honored};
@@ -114,13 +115,7 @@ pub fn panic_for_test() {
 
 /// Refuses a score threshold outside 0..=1.
 fn check_threshold(threshold: f32) -> Result<(), JsError> {
-    if (0.0..=1.0).contains(&threshold) {
-        Ok(())
-    } else {
-        Err(error(format!(
-            "the score threshold {threshold} must be between 0 and 1"
-        )))
-    }
+    options::check_threshold(threshold).map_err(error)
 }
 
 /// Each verdict given on an image, honored or not by the model's candidates
@@ -278,26 +273,68 @@ struct Stats {
     history: usize,
 }
 
+/// The page's training options ([`TrainOptions`]; left out: the detector's
+/// default), and whether it wants the weights after every step.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TrainOptions {
-    epochs: usize,
-    rule: String,
+struct TrainRequest {
+    epochs: Option<usize>,
+    rule: Option<String>,
     batch_size: Option<usize>,
     learning_rate: Option<f64>,
     /// Pass the weights after every step to the step callback (burnpack),
     /// so the page can keep the last completed step.
     #[serde(default)]
     checkpoint: bool,
-    /// NanoDet only: train the neck and head, not the backbone.
-    #[serde(default)]
-    freeze_backbone: bool,
-    /// Check the verdicts after every epoch and stop once all are honored
-    /// (`epochs` is then the most it trains).
-    #[serde(default)]
-    until_honored: bool,
-    /// The display threshold the verdicts are checked at.
+    freeze_backbone: Option<bool>,
+    until_honored: Option<bool>,
     threshold: Option<f32>,
+}
+
+impl TrainRequest {
+    fn options(&self) -> Result<TrainOptions, JsError> {
+        Ok(TrainOptions {
+            epochs: self.epochs,
+            until_honored: self.until_honored,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            rule: self
+                .rule
+                .as_deref()
+                .map(str::parse::<MixingRule>)
+                .transpose()
+                .map_err(error)?,
+            threshold: self.threshold,
+            freeze_backbone: self.freeze_backbone,
+        })
+    }
+}
+
+/// A run's settings as the page shows them ([`TrainSettings`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrainSettingsJs {
+    epochs: usize,
+    until_honored: bool,
+    batch_size: usize,
+    learning_rate: f64,
+    rule: &'static str,
+    threshold: f32,
+    freeze_backbone: bool,
+}
+
+impl From<TrainSettings> for TrainSettingsJs {
+    fn from(s: TrainSettings) -> Self {
+        Self {
+            epochs: s.epochs,
+            until_honored: s.until_honored,
+            batch_size: s.batch_size,
+            learning_rate: s.learning_rate,
+            rule: s.rule.name(),
+            threshold: s.threshold,
+            freeze_backbone: s.freeze_backbone,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -560,6 +597,20 @@ impl Session {
             .ok_or_else(|| error("training is running: wait for it to finish or cancel it first"))
     }
 
+    /// The settings a run with `options` (as [`Session::train`] takes them)
+    /// would have, the detector's defaults filled in: `{epochs, untilHonored,
+    /// batchSize, learningRate, rule, threshold, freezeBackbone}`; `{}` gives
+    /// the defaults. An option out of range is an error saying what to give.
+    #[wasm_bindgen(js_name = trainSettings)]
+    pub fn train_settings(&self, options: JsValue) -> Result<JsValue, JsError> {
+        let request: TrainRequest = from_js(options, "the training options")?;
+        let settings = request
+            .options()?
+            .settings(&self.current_model()?)
+            .map_err(error)?;
+        to_js(&TrainSettingsJs::from(settings))
+    }
+
     /// Boxes on an RGBA image: `{shown, candidates}` in image pixels.
     pub async fn predict(
         &self,
@@ -756,21 +807,14 @@ impl Session {
         options: JsValue,
         on_step: js_sys::Function,
     ) -> Result<JsValue, JsError> {
-        let options: TrainOptions = from_js(options, "the training options")?;
-        let rule: MixingRule = options.rule.parse().map_err(error)?;
-        let config = TrainConfig {
-            epochs: options.epochs,
-            batch_size: options.batch_size.unwrap_or(8),
-            learning_rate: options.learning_rate.unwrap_or(5e-4),
-            rule,
-            ..TrainConfig::default()
-        };
-        let threshold = options
-            .threshold
-            .unwrap_or(FidelityConfig::default().score_threshold);
-        check_threshold(threshold)?;
+        let request: TrainRequest = from_js(options, "the training options")?;
+        let settings = request
+            .options()?
+            .settings(&self.current_model()?)
+            .map_err(error)?;
+        let config = settings.train_config();
         let fidelity = FidelityConfig {
-            score_threshold: threshold,
+            score_threshold: settings.threshold,
             ..FidelityConfig::default()
         };
         let (model, transfer, verdicts, mut history) = {
@@ -800,10 +844,10 @@ impl Session {
                 size: *size,
             })
             .collect();
-        let until_honored = options
+        let until_honored = settings
             .until_honored
             .then_some((reviewed.as_slice(), fidelity));
-        let model = model.with_frozen_backbone(options.freeze_backbone);
+        let model = model.with_frozen_backbone(settings.freeze_backbone);
         self.cancel.set(false);
         let result = with_any_detector!(&model, model => {
             self.run_training(
@@ -811,7 +855,7 @@ impl Session {
                 config,
                 &transfer,
                 &mut history,
-                options.checkpoint,
+                request.checkpoint,
                 until_honored,
                 &on_step,
             )

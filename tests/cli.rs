@@ -346,7 +346,8 @@ fn finetune_takes_a_schedule_weight_decay_and_augmentation_and_refuses_bad_ones(
     );
     let (stopped, _) = finetune("stopped.bpk", &["--learning-rate", "-0.5"]);
     assert!(
-        text(&stopped.stderr).contains("--learning-rate -0.5 must be a finite number above 0"),
+        text(&stopped.stderr)
+            .contains("--learning-rate: the learning rate is -0.5: give a number above 0"),
         "{}",
         text(&stopped.stderr)
     );

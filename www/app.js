@@ -1516,17 +1516,20 @@ function hasBackboneChoice() {
   return Boolean(model && model.freezableBackbone);
 }
 
+/**
+ * The training form as the wasm module takes it; the module fills in the
+ * detector's defaults and checks the ranges (its sentence reaches the user).
+ */
 function readTrainOptions() {
-  const epochs = Number(ui.epochs.value);
-  const batchSize = Number(ui.batchSize.value);
+  const whole = (el, what) => {
+    const value = Number(el.value);
+    if (!Number.isInteger(value) || value < 0) throw new Error(`${what} must be a whole number, such as ${el.defaultValue}.`);
+    return value;
+  };
+  const epochs = whole(ui.epochs, 'Epochs');
+  const batchSize = whole(ui.batchSize, 'The batch size');
   const learningRate = Number(ui.learningRate.value);
-  if (!Number.isInteger(epochs) || epochs < 1 || epochs > 200) {
-    throw new Error('Epochs must be a whole number from 1 to 200.');
-  }
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 64) {
-    throw new Error('Batch size must be a whole number from 1 to 64.');
-  }
-  if (!(learningRate > 0 && learningRate <= 1)) throw new Error('The learning rate must be a number above 0 and at most 1.');
+  if (ui.learningRate.value.trim() === '' || !Number.isFinite(learningRate)) throw new Error('The learning rate must be a number, such as 0.001.');
   return {
     epochs,
     untilHonored: ui.untilHonored.checked,
@@ -1574,6 +1577,7 @@ async function train() {
   let options;
   try {
     options = readTrainOptions();
+    await withSession((s) => s.trainSettings(options));
   } catch (e) {
     showError('Cannot train', e);
     return;
@@ -2323,11 +2327,22 @@ async function chooseModel(chosen) {
   ui.modelChoice.replaceChildren(...catalog.models.map((m) => option(m.id, m.name)));
   ui.modelChoice.value = model.id;
   ui.modelAbout.textContent = model.about || '';
-  // The model's own default, until a project's saved settings say otherwise.
-  if (model.learningRate) ui.learningRate.value = String(model.learningRate);
   ui.freezeBackbone.hidden = !hasBackboneChoice();
   $('freeze-backbone-label').hidden = !hasBackboneChoice();
   document.body.dataset.modelId = model.id;
+}
+
+/**
+ * Fills the training controls with the detector's defaults (the wasm
+ * module's), until a project's saved settings say otherwise.
+ */
+function applyTrainDefaults(defaults) {
+  ui.epochs.value = String(defaults.epochs);
+  ui.untilHonored.checked = defaults.untilHonored;
+  ui.batchSize.value = String(defaults.batchSize);
+  ui.learningRate.value = String(defaults.learningRate);
+  ui.freezeBackbone.checked = defaults.freezeBackbone;
+  if ([...ui.rule.options].some((o) => o.value === defaults.rule)) ui.rule.value = defaults.rule;
 }
 
 /** Puts saved settings back on the controls before the images come back. */
@@ -3078,6 +3093,7 @@ async function start() {
     };
     document.body.dataset.model = fromProject ? 'project' : 'default';
     showBackend();
+    applyTrainDefaults(session.trainSettings({}));
     classNames = Array.from(session.classNames(), String);
     classPicker.setClasses(classNames, null);
     setTargetClasses(null);

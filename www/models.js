@@ -9,9 +9,9 @@ export const EARLIER_MODEL = 'digits';
 
 /**
  * Checks a parsed models.json: `{default, models: [{id, name, about,
- * weights, samples, history, freezableBackbone, learningRate}]}` (`about`,
- * `freezableBackbone`, whether training may leave the backbone alone, and
- * `learningRate`, the model's default, are optional); returns it, or
+ * weights, samples, history, freezableBackbone}]}` (`about` and
+ * `freezableBackbone`, whether training may leave the backbone alone, are
+ * optional; the training defaults are the wasm module's); returns it, or
  * throws a sentence naming the fault.
  */
 export function checkCatalog(catalog) {

@@ -122,26 +122,29 @@ pub(crate) struct FinetuneArgs {
     #[arg(long)]
     pub head_only: bool,
     /// NanoDet only: train the neck and head, keep the backbone as it is
-    /// (faster, less memory, and less forgetting with few images).
-    #[arg(long)]
-    pub freeze_backbone: bool,
+    /// (faster, less memory, and less forgetting with few images); NanoDet's
+    /// default, `--freeze-backbone false` trains it whole.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub freeze_backbone: Option<bool>,
     /// Epochs over the transfer images. Without it, training goes on
     /// epoch after epoch until every verdict is honored (checked after
     /// each epoch), at most --max-epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// The most epochs training runs to honor every verdict (without --epochs).
-    #[arg(long, default_value_t = 30, conflicts_with = "epochs")]
-    pub max_epochs: usize,
-    /// Batch size (transfer and history).
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 5e-4, allow_negative_numbers = true)]
-    pub learning_rate: f64,
-    /// Score threshold of the shown boxes.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// The most epochs training runs to honor every verdict (without
+    /// --epochs; default 30).
+    #[arg(long, conflicts_with = "epochs")]
+    pub max_epochs: Option<usize>,
+    /// Batch size, transfer and history (default 8).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam's learning rate (default: the detector's, 3e-3 for NanoDet and
+    /// 1e-3 for the digits detector, as in the page).
+    #[arg(long, allow_negative_numbers = true)]
+    pub learning_rate: Option<f64>,
+    /// Score threshold of the shown boxes (default 0.5).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f32>,
     /// Seed of the shuffles and of the augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

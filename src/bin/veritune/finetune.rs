@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::Serialize;
+use veritune::app::options::TrainOptions;
 use veritune::app::review::{Review, Reviewer};
 use veritune::dataset::{
     AnnotatedImage, AnnotatedSet, file_scale, read_annotated_set, read_verdicts,
@@ -25,14 +26,11 @@ use veritune::sample::Sample;
 use veritune::simulate::simulated_verdicts;
 use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
 use veritune::verdict::{ConfirmedLabel, ImageVerdicts, TargetConfig};
-use veritune::weights::{AnyDetector, StoredDetector};
+use veritune::weights::StoredDetector;
 use veritune::with_any_detector;
 
 use crate::args::FinetuneArgs;
-use crate::io::{
-    CliResult, check_learning_rate, check_threshold, load_model, log, matched_to_model, progress,
-    write_json, write_model,
-};
+use crate::io::{CliResult, load_model, log, matched_to_model, progress, write_json, write_model};
 use crate::predict::all_candidates;
 
 /// `veritune finetune`.
@@ -58,18 +56,27 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         output,
         records,
     } = args;
-    let config = recipe.apply(TrainConfig {
-        epochs: epochs.unwrap_or(max_epochs),
+    let device = Device::flex().autodiff();
+    let loaded = load_model(&model, &device)?;
+    let settings = TrainOptions {
+        epochs: epochs.or(max_epochs),
+        until_honored: Some(epochs.is_none()),
         batch_size,
         learning_rate,
-        rule,
+        rule: Some(rule),
+        threshold,
+        freeze_backbone,
+    }
+    .settings(&loaded)
+    .map_err(|e| format!("{}: {e}", e.flag()))?;
+    let config = recipe.apply(TrainConfig {
         scope: if head_only {
             MixScope::Head
         } else {
             MixScope::All
         },
         seed,
-        ..TrainConfig::default()
+        ..settings.train_config()
     });
     let targets = match (verdicts, simulate_user) {
         (Some(path), _) => TargetSource::Verdicts(path),
@@ -77,20 +84,21 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         (None, false) => TargetSource::GroundTruth,
     };
     let history = history_images.zip(history_annotations);
-    finetune(FinetuneJob {
-        model: &model,
+    let job = FinetuneJob {
         images: &images,
         annotations: &annotations,
         targets,
         history,
-        threshold,
-        freeze_backbone,
+        threshold: settings.threshold,
+        freeze_backbone: settings.freeze_backbone,
         confirmed: recipe.confirmed_label,
-        until_honored: epochs.is_none(),
+        until_honored: settings.until_honored,
         config,
         output: &output,
         records: records.as_deref(),
-    })
+    };
+    let loaded = loaded.with_frozen_backbone(settings.freeze_backbone);
+    with_any_detector!(&loaded, model => finetune_with(model.clone(), job))
 }
 
 enum TargetSource {
@@ -100,7 +108,6 @@ enum TargetSource {
 }
 
 struct FinetuneJob<'a> {
-    model: &'a Path,
     images: &'a Path,
     annotations: &'a Path,
     targets: TargetSource,
@@ -115,21 +122,6 @@ struct FinetuneJob<'a> {
     config: TrainConfig,
     output: &'a Path,
     records: Option<&'a Path>,
-}
-
-fn finetune(args: FinetuneJob) -> CliResult {
-    check_threshold(args.threshold)?;
-    check_learning_rate(args.config.learning_rate)?;
-    let device = Device::flex().autodiff();
-    let model = load_model(args.model, &device)?;
-    if args.freeze_backbone && matches!(model, AnyDetector::Fcos(_)) {
-        return Err(format!(
-            "--freeze-backbone is for NanoDet weights, and {} holds the small detector, which always trains whole: leave the option out",
-            args.model.display()
-        ));
-    }
-    let model = model.with_frozen_backbone(args.freeze_backbone);
-    with_any_detector!(&model, model => finetune_with(model.clone(), args))
 }
 
 fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
@@ -297,7 +289,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
             eprintln!("veritune: every verdict honored after {epochs} of at most {budget} epochs");
         } else {
             let unfreeze = if args.freeze_backbone {
-                ", or train the whole model (without --freeze-backbone)"
+                ", or train the whole model (--freeze-backbone false)"
             } else {
                 ""
             };

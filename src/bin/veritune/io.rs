@@ -99,14 +99,6 @@ pub(crate) fn log(bar: &ProgressBar, line: String) {
     }
 }
 
-/// Refuses a score threshold outside 0..=1.
-pub(crate) fn check_threshold(threshold: f32) -> CliResult {
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(format!("--threshold {threshold} must be between 0 and 1"));
-    }
-    Ok(())
-}
-
 /// Refuses a learning rate that is not a positive finite number.
 pub(crate) fn check_learning_rate(learning_rate: f64) -> CliResult {
     if !(learning_rate.is_finite() && learning_rate > 0.0) {

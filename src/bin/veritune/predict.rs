@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::Serialize;
+use veritune::app::options::check_threshold;
 use veritune::dataset::{ImageFile, file_scale, read_image_file};
 use veritune::detector::{Detector, shown_detections};
 use veritune::geometry::Detection;
@@ -12,7 +13,7 @@ use veritune::predict::{NMS_IOU, candidates};
 use veritune::with_any_detector;
 
 use crate::args::PredictArgs;
-use crate::io::{CliResult, check_threshold, load_model, progress, write_json};
+use crate::io::{CliResult, load_model, progress, write_json};
 
 /// `veritune predict`.
 pub(crate) fn run(args: PredictArgs) -> CliResult {
@@ -68,7 +69,7 @@ fn predict(
     with_candidates: bool,
     output: Option<&Path>,
 ) -> CliResult {
-    check_threshold(threshold)?;
+    check_threshold(threshold).map_err(|e| format!("{}: {e}", e.flag()))?;
     with_any_detector!(&load_model(model, &Device::flex())?, model => {
         predict_with(model, images, threshold, with_candidates, output)
     })
