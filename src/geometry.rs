@@ -159,15 +159,26 @@ pub fn sort_by_score(detections: &mut [Detection]) {
 /// overlaps no better-scored kept detection by more than `iou_threshold`.
 /// The result is sorted by descending score.
 pub fn nms(detections: &[Detection], iou_threshold: f32) -> Vec<Detection> {
-    let mut sorted = detections.to_vec();
-    sort_by_score(&mut sorted);
-    let mut kept: Vec<Detection> = Vec::with_capacity(sorted.len());
-    for candidate in sorted {
-        let suppressed = kept
-            .iter()
-            .any(|k| k.class == candidate.class && k.bbox.iou(&candidate.bbox) > iou_threshold);
+    nms_indices(detections, iou_threshold)
+        .into_iter()
+        .map(|i| detections[i])
+        .collect()
+}
+
+/// [`nms`] as indices into `detections`, by descending score (ties in
+/// their order).
+pub fn nms_indices(detections: &[Detection], iou_threshold: f32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..detections.len()).collect();
+    order.sort_by(|&a, &b| detections[b].score.total_cmp(&detections[a].score));
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    for i in order {
+        let candidate = &detections[i];
+        let suppressed = kept.iter().any(|&k| {
+            let k = &detections[k];
+            k.class == candidate.class && k.bbox.iou(&candidate.bbox) > iou_threshold
+        });
         if !suppressed {
-            kept.push(candidate);
+            kept.push(i);
         }
     }
     kept

@@ -19,9 +19,10 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::app::library::NamedHistory;
 use crate::app::options::{self, TrainOptions, TrainSettings};
 use crate::app::review::Reviewer;
-use crate::detector::{Detector, input_batch, model_device, shown_detections};
+use crate::detector::{Detector, input_batch, model_device, shown_detections, shown_indices};
 use crate::fidelity::{EpochCheck, FidelityConfig, check_image, verdicts_honored};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
@@ -29,14 +30,14 @@ use crate::formats::voc::write_voc;
 use crate::formats::yolo::write_yolo;
 use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
 use crate::geometry::{Detection, LabeledBox};
-use crate::history::{HistoryConfig, HistoryLibrary, HistoryPolicy};
+use crate::history::{HistoryLibrary, HistoryPolicy};
 use crate::image::Image;
 use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates, check_reviewed};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
-use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient, update_history_with};
+use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient};
 use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig};
 use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
 use crate::zip::write_zip;
@@ -111,6 +112,27 @@ pub fn install_panic_hook() {
 #[wasm_bindgen(js_name = panicForTest)]
 pub fn panic_for_test() {
     panic!("panic requested by a test");
+}
+
+/// The indices of the `candidates` shown at `threshold` (score at or above
+/// it, then class-aware NMS), by descending score: the boxes the page shows.
+#[wasm_bindgen(js_name = shownIndices)]
+pub fn shown_indices_at(candidates: JsValue, threshold: f32) -> Result<Vec<u32>, JsError> {
+    check_threshold(threshold)?;
+    let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+    Ok(shown_indices(&candidates, threshold, NMS_IOU)
+        .into_iter()
+        .map(|i| i as u32)
+        .collect())
+}
+
+/// An image's categories from its `verdicts` (`correct`, or
+/// `missed_detection` and/or `false_detection`); none while a shown box is
+/// not judged.
+#[wasm_bindgen(js_name = imageCategories)]
+pub fn image_categories(verdicts: JsValue) -> Result<JsValue, JsError> {
+    let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+    to_js(&verdicts.categories())
 }
 
 /// Refuses a score threshold outside 0..=1.
@@ -240,9 +262,7 @@ struct Inner {
     /// `None` while a training run holds it.
     model: Option<AnyDetector>,
     samples: BTreeMap<String, Verified>,
-    history: HistoryLibrary<Sample>,
-    /// The name of each history member, in library order.
-    history_ids: Vec<String>,
+    history: NamedHistory,
 }
 
 /// One user's fine-tuning session in the page.
@@ -357,19 +377,6 @@ struct RunOutcome {
 #[derive(Serialize)]
 struct SampleResult {
     categories: Vec<Category>,
-}
-
-/// What an update of the history library did.
-#[derive(Serialize)]
-struct HistoryUpdate {
-    /// The members' names after it, in library order.
-    members: Vec<String>,
-    /// The samples offered that came in.
-    admitted: Vec<String>,
-    /// The members that left.
-    evicted: Vec<String>,
-    /// How many samples were offered.
-    offered: usize,
 }
 
 /// A reviewed image for label export: its name, working and original size
@@ -549,8 +556,7 @@ impl Session {
             inner: Rc::new(RefCell::new(Inner {
                 model: Some(model),
                 samples: BTreeMap::new(),
-                history: HistoryLibrary::new(HistoryConfig::default()),
-                history_ids: Vec::new(),
+                history: NamedHistory::default(),
             })),
             cancel: Rc::new(Cell::new(false)),
             backend,
@@ -727,25 +733,17 @@ impl Session {
     }
 
     fn push_history(&self, id: String, sample: Sample) -> Result<(), JsError> {
-        let mut inner = self.inner.borrow_mut();
-        if inner.history_ids.contains(&id) {
-            return Err(error(format!("'{id}' is already in the history library")));
-        }
-        let mut members = inner.history.members().to_vec();
-        if members.len() >= inner.history.capacity() {
-            return Err(error("the history library is full"));
-        }
-        members.push(sample);
-        inner.history =
-            HistoryLibrary::with_members(inner.history.config().clone(), members).map_err(error)?;
-        inner.history_ids.push(id);
-        Ok(())
+        self.inner
+            .borrow_mut()
+            .history
+            .push(id, sample)
+            .map_err(error)
     }
 
     /// The names of the history members, in library order.
     #[wasm_bindgen(js_name = historyIds)]
     pub fn history_ids(&self) -> Vec<String> {
-        self.inner.borrow().history_ids.clone()
+        self.inner.borrow().history.names().to_vec()
     }
 
     /// Counts of samples per category and of history samples.
@@ -763,7 +761,7 @@ impl Session {
             correct: count(Category::Correct),
             missed: count(Category::MissedDetection),
             false_detections: count(Category::FalseDetection),
-            history: inner.history.len(),
+            history: inner.history.library().len(),
         })
     }
 
@@ -774,7 +772,7 @@ impl Session {
     pub async fn history_agreement(&self, threshold: f32) -> Result<JsValue, JsError> {
         check_threshold(threshold)?;
         let model = self.current_model()?;
-        let members = self.inner.borrow().history.members().to_vec();
+        let members = self.inner.borrow().history.library().members().to_vec();
         let images: Vec<&Image> = members.iter().map(|m| &m.image).collect();
         let labels: Vec<Vec<LabeledBox>> = members
             .iter()
@@ -829,10 +827,7 @@ impl Session {
                 .values()
                 .map(|v| (v.verdicts.clone(), v.size))
                 .collect();
-            let history = std::mem::replace(
-                &mut inner.history,
-                HistoryLibrary::new(HistoryConfig::default()),
-            );
+            let history = std::mem::take(&mut inner.history);
             (model, transfer, verdicts, history)
         };
         let reviewed: Vec<Reviewed> = transfer
@@ -854,7 +849,7 @@ impl Session {
                 model.clone(),
                 config,
                 &transfer,
-                &mut history,
+                history.library_mut(),
                 request.checkpoint,
                 until_honored,
                 &on_step,
@@ -888,69 +883,37 @@ impl Session {
     /// the library stays as it was.
     #[wasm_bindgen(js_name = updateHistory)]
     pub async fn update_history(&self, on_progress: js_sys::Function) -> Result<JsValue, JsError> {
-        let (model, mut history, ids, newcomers) = {
+        let (model, mut history, newcomers) = {
             let mut inner = self.inner.borrow_mut();
             let model = inner
                 .model
                 .take()
                 .ok_or_else(|| error("training is running: wait for it to finish first"))?;
-            let ids = std::mem::take(&mut inner.history_ids);
+            let history = std::mem::take(&mut inner.history);
             let newcomers: Vec<(String, Sample)> = inner
                 .samples
                 .iter()
-                .filter(|(id, _)| !ids.contains(id))
+                .filter(|(id, _)| !history.contains(id))
                 .map(|(id, verified)| (id.clone(), verified.sample.clone()))
                 .collect();
-            let history = std::mem::replace(
-                &mut inner.history,
-                HistoryLibrary::new(HistoryConfig::default()),
-            );
-            (model, history, ids, newcomers)
+            (model, history, newcomers)
         };
-        let (newcomer_ids, samples): (Vec<String>, Vec<Sample>) = newcomers.into_iter().unzip();
         let result = with_any_detector!(&model, model => {
-            update_history_with(
-                model,
-                &mut history,
-                samples,
-                HistoryPolicy::GradientBased,
-                |done, total| {
+            history
+                .update(model, newcomers, HistoryPolicy::GradientBased, |done, total| {
                     let _ = on_progress.call2(
                         &JsValue::NULL,
                         &JsValue::from(done),
                         &JsValue::from(total),
                     );
                     yield_to_page()
-                },
-            )
-            .await
+                })
+                .await
         });
         let mut inner = self.inner.borrow_mut();
         inner.model = Some(model);
         inner.history = history;
-        match result {
-            Ok(selection) => {
-                let admitted = selection.arrange(Vec::new(), newcomer_ids.clone());
-                let kept = selection.arrange(ids.clone(), Vec::new());
-                let evicted = ids
-                    .iter()
-                    .filter(|id| !kept.contains(id))
-                    .cloned()
-                    .collect();
-                let offered = newcomer_ids.len();
-                inner.history_ids = selection.arrange(ids, newcomer_ids);
-                to_js(&HistoryUpdate {
-                    members: inner.history_ids.clone(),
-                    admitted,
-                    evicted,
-                    offered,
-                })
-            }
-            Err(e) => {
-                inner.history_ids = ids;
-                Err(error(e))
-            }
-        }
+        to_js(&result.map_err(error)?)
     }
 
     /// The current weights as `format` bytes: `"burnpack"` (the default) or

@@ -6,7 +6,7 @@
 // removed from the address, so a reload asks again); ?model=<id> (an id of
 // models.json) is the model of a new project.
 
-import { shownIndices, countMatches, normalise, area } from './boxes.js';
+import { countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
 import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
 import { deviceLostWithin, onDeviceLost, requestSubgroups, webgpuProblem } from './webgpu.js';
@@ -369,8 +369,22 @@ function isTarget(c) {
   return targetClasses === null || targetClasses.includes(c);
 }
 
+/** The shown boxes of each candidate list at the threshold they were last asked at. */
+const shownCache = new WeakMap();
+
+/**
+ * The indices of `candidates` shown at the current threshold (score at or
+ * above it, then class-aware NMS: the wasm module's rule), by descending
+ * score, of the target classes.
+ */
 function shownOf(entry, candidates = entry.base && entry.base.candidates) {
-  return candidates ? shownIndices(candidates, threshold).filter((i) => isTarget(candidates[i].class)) : [];
+  if (!candidates) return [];
+  let cached = shownCache.get(candidates);
+  if (!cached || cached.threshold !== threshold) {
+    cached = { threshold, indices: Array.from(wasm.shownIndices(candidates, threshold)) };
+    shownCache.set(candidates, cached);
+  }
+  return cached.indices.filter((i) => isTarget(candidates[i].class));
 }
 
 function verdictsOf(entry) {
@@ -387,14 +401,9 @@ function isReviewed(entry) {
   return Boolean(entry.base) && entry.touched && shownOf(entry).every((i) => entry.judgements.has(i));
 }
 
-/** Same rule as the crate's ImageVerdicts::categories. */
+/** The image's categories from its verdicts (the wasm module's rule); none while not reviewed. */
 function localCategories(entry) {
-  if (!isReviewed(entry)) return [];
-  const cats = [];
-  if (entry.drawn.length) cats.push('missed_detection');
-  if (shownOf(entry).some((i) => entry.judgements.get(i).kind === 'rejected')) cats.push('false_detection');
-  if (!cats.length) cats.push('correct');
-  return cats;
+  return isReviewed(entry) ? Array.from(wasm.imageCategories(verdictsOf(entry)), String) : [];
 }
 
 /** The boxes the user vouches for (confirmed, corrected, drawn) and the rejected ones. */

@@ -1,10 +1,8 @@
-// Box geometry for the page: IoU, class-aware NMS (the same rule as the
-// crate's `geometry::nms`), and matching of predictions against the user's
-// verdicts for the before/after figures. Boxes are {x0, y0, x1, y1} in
-// working-image pixels.
+// Box geometry for the page: IoU and matching of predictions against the
+// user's verdicts for the before/after figures (which boxes are shown is the
+// wasm module's `shownIndices`). Boxes are {x0, y0, x1, y1} in working-image
+// pixels.
 
-/** IoU above which NMS suppresses a box of the same class (crate: predict::NMS_IOU). */
-export const NMS_IOU = 0.5;
 /** IoU at which a prediction counts as the same object as a user's box. */
 export const MATCH_IOU = 0.5;
 
@@ -18,28 +16,6 @@ export function iou(a, b) {
   const inter = w > 0 && h > 0 ? w * h : 0;
   const union = area(a) + area(b) - inter;
   return union <= 0 ? 0 : Math.min(1, Math.max(0, inter / union));
-}
-
-/**
- * The candidates shown at `threshold`: score >= threshold, then class-aware
- * NMS. Returns indices into `candidates`, by descending score.
- */
-export function shownIndices(candidates, threshold, nmsIou = NMS_IOU) {
-  const order = [];
-  candidates.forEach((c, i) => {
-    if (c.score >= threshold) order.push(i);
-  });
-  // Stable sort by descending score, as Rust's sort_by.
-  order.sort((i, j) => candidates[j].score - candidates[i].score);
-  const kept = [];
-  for (const i of order) {
-    const c = candidates[i];
-    const suppressed = kept.some(
-      (k) => candidates[k].class === c.class && iou(candidates[k].bbox, c.bbox) > nmsIou,
-    );
-    if (!suppressed) kept.push(i);
-  }
-  return kept;
 }
 
 /** Greedy one-to-one matching by descending IoU of same-class boxes; returns the matched count. */

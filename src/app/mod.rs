@@ -2,5 +2,6 @@
 //! benchmarks do with a detector and a user's verdicts, written once. No
 //! wasm and no command line here; the shells convert their inputs and call in.
 
+pub mod library;
 pub mod options;
 pub mod review;

@@ -18,7 +18,7 @@ use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::{BBox, Detection, nms, sort_by_score};
+use crate::geometry::{BBox, Detection, nms_indices, sort_by_score};
 use crate::image::Image;
 use crate::verdict::TrainingTarget;
 
@@ -221,12 +221,22 @@ pub fn shown_detections(
     score_threshold: f32,
     nms_iou: f32,
 ) -> Vec<Detection> {
-    let confident: Vec<Detection> = candidates
-        .iter()
-        .copied()
-        .filter(|c| c.score >= score_threshold)
+    shown_indices(candidates, score_threshold, nms_iou)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect()
+}
+
+/// [`shown_detections`] as indices into `candidates`, by descending score.
+pub fn shown_indices(candidates: &[Detection], score_threshold: f32, nms_iou: f32) -> Vec<usize> {
+    let confident: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].score >= score_threshold)
         .collect();
-    nms(&confident, nms_iou)
+    let kept: Vec<Detection> = confident.iter().map(|&i| candidates[i]).collect();
+    nms_indices(&kept, nms_iou)
+        .into_iter()
+        .map(|k| confident[k])
+        .collect()
 }
 
 /// Maps a box from detector input pixels to an image of `width` x `height`.
@@ -342,6 +352,14 @@ mod tests {
             },
         ];
         assert_eq!(shown_detections(&c, 0.5, 0.5), vec![c[0]]);
+        // As indices: a weaker box of another class is shown after it.
+        let other = Detection {
+            class: 1,
+            score: 0.6,
+            ..c[1]
+        };
+        let with_other = [c[2], other, c[1], c[0]];
+        assert_eq!(shown_indices(&with_other, 0.5, 0.5), vec![3, 1]);
     }
 
     #[test]
