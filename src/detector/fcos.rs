@@ -562,6 +562,25 @@ mod tests {
         assert_eq!(preds.dims(), [2, 64, 6]);
     }
 
+    /// The regression loss of `target` on `images`, and the gradient of the
+    /// classification loss with respect to the class logits `[classes, locations]`.
+    fn losses_and_class_gradient(
+        model: &Fcos,
+        images: &Tensor<4>,
+        target: &TrainingTarget,
+    ) -> (f32, Vec<f32>) {
+        let mut output = model.forward(images.clone());
+        let logits = output.class_logits.detach().require_grad();
+        output.class_logits = logits.clone();
+        let loss = model.loss(output, std::slice::from_ref(target));
+        let grads = loss.classification.backward();
+        let gradient = logits.grad(&grads).expect("logits gradient");
+        (
+            loss.regression.into_scalar(),
+            gradient.into_data().try_to_vec::<f32>().expect("f32"),
+        )
+    }
+
     #[test]
     fn a_positive_regresses_to_its_regression_box_on_the_locations_its_label_picks() {
         let device = Device::flex().autodiff();
@@ -582,20 +601,7 @@ mod tests {
             bbox: user_box,
             ..label
         };
-        // The regression loss, and the gradient of the classification loss
-        // with respect to the class logits.
-        let train = |target: &TrainingTarget| -> (f32, Vec<f32>) {
-            let mut output = model.forward(images.clone());
-            let logits = output.class_logits.detach().require_grad();
-            output.class_logits = logits.clone();
-            let loss = model.loss(output, std::slice::from_ref(target));
-            let grads = loss.classification.backward();
-            let gradient = logits.grad(&grads).expect("logits gradient");
-            (
-                loss.regression.into_scalar(),
-                gradient.into_data().try_to_vec::<f32>().expect("f32"),
-            )
-        };
+        let train = |target: &TrainingTarget| losses_and_class_gradient(&model, &images, target);
         let (reg_label, grad_label) = train(&target(None));
         let (reg_user, grad_user) = train(&target(Some(user_box)));
         let (reg_moved, grad_moved) = train(&TrainingTarget::from_ground_truth(&[moved]));
@@ -627,20 +633,7 @@ mod tests {
             trained_classes: None,
         };
         let background = TrainingTarget::from_ground_truth(&[]);
-        // The regression loss, and the gradient of the classification loss
-        // with respect to the class logits `[classes, locations]`.
-        let train = |target: &TrainingTarget| -> (f32, Vec<f32>) {
-            let mut output = model.forward(images.clone());
-            let logits = output.class_logits.detach().require_grad();
-            output.class_logits = logits.clone();
-            let loss = model.loss(output, std::slice::from_ref(target));
-            let grads = loss.classification.backward();
-            let gradient = logits.grad(&grads).expect("logits gradient");
-            (
-                loss.regression.into_scalar(),
-                gradient.into_data().try_to_vec::<f32>().expect("f32"),
-            )
-        };
+        let train = |target: &TrainingTarget| losses_and_class_gradient(&model, &images, target);
         let (reg_plain, grad_plain) = train(&plain);
         let (reg_rejected, grad_rejected) = train(&rejected);
         let (_, grad_background) = train(&background);
