@@ -13,7 +13,7 @@ import { deviceLostWithin, onDeviceLost, requestSubgroups, webgpuProblem } from 
 import { openStore, Store, OpenProject, imageRecord, verdictsOfRecord, isQuotaError, storageUse, formatBytes, FILE_EXTENSION } from './project.js';
 import { showProjects } from './projects-dialog.js';
 import { UndoStack, snapshot, restore } from './undo.js';
-import { renderShortcuts } from './shortcuts.js';
+import { renderShortcuts, shortcutFor } from './shortcuts.js';
 import { CATALOG_URL, EARLIER_MODEL, checkCatalog, pickModel } from './models.js';
 import { TargetClassPicker } from './target-classes.js';
 
@@ -2893,131 +2893,69 @@ function addBoxByKey(entry) {
   announce(`Added a ${className(Number(ui.drawClass.value) || 0)} box in the middle: arrows move it, Alt and arrows resize it.`);
 }
 
+/** What each row of the key map (shortcuts.js) does, by its `action`. */
+const KEY_ACTIONS = {
+  stepImage: (ev) => select(current + (ev.key === 'ArrowLeft' || ev.key === 'PageUp' ? -1 : 1)),
+  endImage: (ev) => select(ev.key === 'Home' ? 0 : images.length - 1),
+  stepBox: (ev, entry) => {
+    const order = boxOrder(entry);
+    if (!order.length) return;
+    const k = order.findIndex((o) => sameSel(o, selection));
+    const next = k < 0 ? (ev.shiftKey ? order.length - 1 : 0) : (k + (ev.shiftKey ? -1 : 1) + order.length) % order.length;
+    selectBox(entry, order[next]);
+  },
+  confirm: (ev, entry) => judgeByKey(entry, 'confirmed'),
+  reject: (ev, entry) => judgeByKey(entry, 'rejected'),
+  confirmAll: () => confirmAll(),
+  classKey: (ev, entry) => setClassByKey(entry, ev.key),
+  remove: (ev, entry) => {
+    if (selection && selection.kind === 'drawn') {
+      removeDrawn(entry, selection.index);
+      announce('Drawn box removed.');
+    } else if (selection && selection.kind === 'shown') {
+      judgeByKey(entry, 'rejected');
+    }
+  },
+  nudge: (ev, entry) => nudge(entry, ev.key, ev.shiftKey ? 10 : 1, ev.altKey),
+  deselect: () => {
+    drag = null;
+    selection = null;
+    renderAll();
+  },
+  toggleDraw: () => {
+    mode = mode === 'draw' ? 'edit' : 'draw';
+    document.querySelector(`input[name="mode"][value="${mode}"]`).checked = true;
+    renderCanvas();
+    announce(mode === 'draw' ? 'Drawing: drag on the image to draw a missed box.' : 'Selecting and editing boxes.');
+  },
+  addBox: (ev, entry) => addBoxByKey(entry),
+  undo: (ev) => undoRedo(ev.shiftKey ? 'redo' : 'undo'),
+  redo: () => undoRedo('redo'),
+  zoomIn: () => zoomBy(1.5),
+  zoomOut: () => zoomBy(1 / 1.5),
+  zoomFit: () => zoomFit(),
+  help: () => showShortcuts(),
+};
+
 function onKeyDown(ev) {
   if (document.querySelector('dialog[open]')) return;
   const t = ev.target;
   if (t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-  const key = ev.key;
-  const ctrl = ev.ctrlKey || ev.metaKey;
-  const done = () => ev.preventDefault();
-  // Undo and redo (the browser's own stays in text fields, above).
-  if (ctrl && !ev.altKey && (key === 'z' || key === 'Z')) {
-    undoRedo(ev.shiftKey ? 'redo' : 'undo');
-    return done();
-  }
-  if (ctrl && !ev.altKey && (key === 'y' || key === 'Y')) {
-    undoRedo('redo');
-    return done();
-  }
-  if (ctrl) return;
-  if (key === '?') {
-    showShortcuts();
-    return done();
-  }
-  if (key === ' ' && !(t && (t.tagName === 'BUTTON' || t.tagName === 'A' || t.tagName === 'SUMMARY'))) {
+  // Space held pans with the mouse (a hold, not a shortcut of the key map).
+  if (ev.key === ' ' && !(ev.ctrlKey || ev.metaKey) && !(t && (t.tagName === 'BUTTON' || t.tagName === 'A' || t.tagName === 'SUMMARY'))) {
     if (!spaceHeld) {
       spaceHeld = true;
       renderCanvas();
     }
-    return done();
-  }
-  const entry = images[current];
-  const editable = entry && entry.base && !locked && view === 'review';
-  const arrows = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown'];
-  if (arrows.includes(key)) {
-    // With a box selected the arrows move it; without one, left and right change image.
-    if (editable && boxOf(entry, selection)) {
-      nudge(entry, key, ev.shiftKey ? 10 : 1, ev.altKey);
-      return done();
-    }
-    if (ev.altKey) return;
-    if (key === 'ArrowLeft') {
-      select(current - 1);
-      return done();
-    }
-    if (key === 'ArrowRight') {
-      select(current + 1);
-      return done();
-    }
+    ev.preventDefault();
     return;
   }
-  if (ev.altKey) return;
-  switch (key) {
-    case 'PageUp':
-      select(current - 1);
-      return done();
-    case 'PageDown':
-      select(current + 1);
-      return done();
-    case 'Home':
-      select(0);
-      return done();
-    case 'End':
-      select(images.length - 1);
-      return done();
-    case '+':
-    case '=':
-      zoomBy(1.5);
-      return done();
-    case '-':
-    case '_':
-      zoomBy(1 / 1.5);
-      return done();
-    case 'f':
-    case 'F':
-      zoomFit();
-      return done();
-    case 'Escape':
-      drag = null;
-      selection = null;
-      renderAll();
-      return;
-    default:
-  }
-  if (!editable) return;
-  if (/^[0-9]$/.test(key)) {
-    setClassByKey(entry, key);
-    return done();
-  }
-  switch (key.toLowerCase()) {
-    case 'n': {
-      const order = boxOrder(entry);
-      if (!order.length) return done();
-      const k = order.findIndex((o) => sameSel(o, selection));
-      const next = k < 0 ? (ev.shiftKey ? order.length - 1 : 0) : (k + (ev.shiftKey ? -1 : 1) + order.length) % order.length;
-      selectBox(entry, order[next]);
-      return done();
-    }
-    case 'c':
-      judgeByKey(entry, 'confirmed');
-      return done();
-    case 'x':
-      judgeByKey(entry, 'rejected');
-      return done();
-    case 'a':
-      confirmAll();
-      return done();
-    case 'd': {
-      mode = mode === 'draw' ? 'edit' : 'draw';
-      document.querySelector(`input[name="mode"][value="${mode}"]`).checked = true;
-      renderCanvas();
-      announce(mode === 'draw' ? 'Drawing: drag on the image to draw a missed box.' : 'Selecting and editing boxes.');
-      return done();
-    }
-    case 'b':
-      addBoxByKey(entry);
-      return done();
-    case 'delete':
-    case 'backspace':
-      if (selection && selection.kind === 'drawn') {
-        removeDrawn(entry, selection.index);
-        announce('Drawn box removed.');
-      } else if (selection && selection.kind === 'shown') {
-        judgeByKey(entry, 'rejected');
-      }
-      return done();
-    default:
-  }
+  const entry = images[current];
+  const editable = Boolean(entry && entry.base && !locked && view === 'review');
+  const row = shortcutFor(ev, { editable, selected: editable && Boolean(boxOf(entry, selection)) });
+  if (!row) return;
+  KEY_ACTIONS[row.action](ev, entry);
+  if (!row.keepDefault) ev.preventDefault();
 }
 
 function showBackend() {
