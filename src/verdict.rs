@@ -211,7 +211,6 @@ pub struct TargetConfig {
 /// What the weak candidate that relabels a confirmed or corrected box
 /// (METHOD.md section 1, the correct-sample rule) gives its positive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfirmedLabel {
     /// The method: the candidate is the label, its box picks the locations
@@ -231,6 +230,36 @@ impl Default for TargetConfig {
             candidate_floor: 0.05,
             confirmed_label: ConfirmedLabel::Candidate,
         }
+    }
+}
+
+impl ConfirmedLabel {
+    /// Both rules, the method's first.
+    pub const ALL: [ConfirmedLabel; 2] =
+        [ConfirmedLabel::Candidate, ConfirmedLabel::UserBoxRegression];
+
+    /// The rule's name on the command line and in result files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfirmedLabel::Candidate => "candidate",
+            ConfirmedLabel::UserBoxRegression => "user-box-regression",
+        }
+    }
+}
+
+/// A name that is not a [`ConfirmedLabel`].
+#[derive(Debug, Error, PartialEq)]
+#[error("unknown rule for confirmed boxes '{0}': use candidate or user-box-regression")]
+pub struct UnknownConfirmedLabel(pub String);
+
+impl std::str::FromStr for ConfirmedLabel {
+    type Err = UnknownConfirmedLabel;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        ConfirmedLabel::ALL
+            .into_iter()
+            .find(|rule| rule.name() == name)
+            .ok_or_else(|| UnknownConfirmedLabel(name.to_string()))
     }
 }
 
@@ -580,6 +609,18 @@ mod tests {
         // Without a candidate both rules label the user's box alone.
         let alone = build_target(&v, &[shown], &config).unwrap();
         assert_eq!(alone.positives[0], Positive::from(shown.labeled()));
+    }
+
+    #[test]
+    fn confirmed_label_rules_go_by_their_names() {
+        for rule in ConfirmedLabel::ALL {
+            assert_eq!(rule.name().parse(), Ok(rule));
+            assert_eq!(
+                serde_json::to_string(&rule).unwrap(),
+                format!("\"{}\"", rule.name())
+            );
+        }
+        assert!("user-box".parse::<ConfirmedLabel>().is_err());
     }
 
     #[test]

@@ -48,6 +48,6 @@ fuzz_target!(|data: &[u8]| {
             target.positives.len(),
             fitted.shown.len() - rejected + fitted.drawn.len()
         );
-        assert!(target.positives.iter().all(|p| p.class < CLASSES));
+        assert!(target.positives.iter().all(|p| p.label.class < CLASSES));
     }
 });

@@ -458,7 +458,7 @@ pub(crate) struct RecipeArgs {
     /// What a confirmed box's weak candidate gives: candidate (the method:
     /// it is the label) or user-box-regression (it picks the locations, the
     /// user's box is their regression target).
-    #[arg(long, value_enum, default_value = "candidate")]
+    #[arg(long, default_value = "candidate")]
     pub(crate) confirmed_label: ConfirmedLabel,
 }
 
