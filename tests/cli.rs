@@ -106,6 +106,32 @@ fn init_predict_finetune_eval() {
         not_honored,
         verdicts.as_u64().unwrap() - honored.as_u64().unwrap()
     );
+    // Then the history library is updated as the page updates it: the
+    // reviewed images compete with its members, named by file.
+    let update = &records["history_update"];
+    let members = update["members"].as_array().expect("members");
+    let admitted = update["admitted"].as_array().expect("admitted");
+    let evicted = update["evicted"].as_array().expect("evicted");
+    assert_eq!(update["offered"].as_u64(), Some(4), "{update}");
+    assert!(!members.is_empty() && admitted.len() <= 4, "{update}");
+    assert!(
+        admitted.iter().all(|name| members.contains(name)),
+        "{update}"
+    );
+    assert!(
+        evicted.iter().all(|name| !members.contains(name)
+            && name.as_str().is_some_and(|n| n.starts_with("history:"))),
+        "{update}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "history library: {} of 4 reviewed images admitted, {} evicted, {} samples",
+            admitted.len(),
+            evicted.len(),
+            members.len()
+        )),
+        "{stderr}"
+    );
 
     let out = veritune(&[
         "eval",

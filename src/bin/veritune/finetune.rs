@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use serde::Serialize;
+use veritune::app::library::{NamedHistory, NamedUpdate};
 use veritune::app::options::TrainOptions;
 use veritune::app::review::{Review, Reviewer};
 use veritune::dataset::{
@@ -18,7 +19,7 @@ use veritune::fidelity::{
 };
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
-use veritune::history::{HistoryConfig, HistoryLibrary};
+use veritune::history::HistoryPolicy;
 use veritune::image::Image;
 use veritune::mixing::MixScope;
 use veritune::predict::{NMS_IOU, Reviewed, check_reviewed};
@@ -174,18 +175,18 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     };
     let (verdicts, transfer): (Vec<ImageVerdicts>, Vec<Sample>) =
         reviewed.into_iter().map(|r| (r.verdicts, r.sample)).unzip();
-    let mut history = HistoryLibrary::new(HistoryConfig::default());
+    let mut history = NamedHistory::default();
     let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
         let read = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
         let library = history_set.insert(matched_to_model(read, &model, annotations)?);
-        let members: Vec<Sample> = library
-            .images
-            .iter()
-            .map(|i| Sample::from_ground_truth(&i.image, &i.boxes, &spec))
-            .collect();
-        history = HistoryLibrary::with_members(HistoryConfig::default(), members)
-            .map_err(|e| format!("{}: {e}", annotations.display()))?;
+        for image in &library.images {
+            // Named as the page names its sample history, apart from the reviewed images.
+            let sample = Sample::from_ground_truth(&image.image, &image.boxes, &spec);
+            history
+                .push(format!("history:{}", image.file_name), sample)
+                .map_err(|e| format!("{}: {e}", annotations.display()))?;
+        }
     } else if args.config.rule.needs_history() {
         eprintln!(
             "veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning"
@@ -199,7 +200,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         model,
         args.config,
         &transfer,
-        &mut history,
+        history.library_mut(),
         |record, total| {
             bar.set_length(total as u64);
             bar.set_message(format!(
@@ -283,6 +284,39 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         args.threshold,
     )?;
     fidelity.print(&spec.class_names);
+    let history_update = if history_set.is_some() {
+        // METHOD.md section 3, as the page does after a run: the reviewed
+        // images compete with the members for a place, by gradient.
+        let newcomers = set
+            .images
+            .iter()
+            .map(|i| i.file_name.clone())
+            .zip(transfer)
+            .collect();
+        let bar = progress(0, "updating the history library");
+        let update = pollster::block_on(history.update(
+            &outcome.model,
+            newcomers,
+            HistoryPolicy::GradientBased,
+            |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                std::future::ready(())
+            },
+        ))
+        .map_err(|e| format!("updating the history library failed: {e}"))?;
+        bar.finish_and_clear();
+        eprintln!(
+            "veritune: history library: {} of {} reviewed images admitted, {} evicted, {} samples",
+            update.admitted.len(),
+            update.offered,
+            update.evicted.len(),
+            update.members.len()
+        );
+        Some(update)
+    } else {
+        None
+    };
     if args.until_honored {
         let epochs = outcome.records.last().map_or(0, |r| r.epoch + 1);
         if fidelity.verdicts_honored.all() {
@@ -304,6 +338,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 steps: &outcome.records,
                 epoch_checks: &epoch_checks,
                 fidelity: &fidelity,
+                history_update: history_update.as_ref(),
             },
             Some(path),
         )?;
@@ -312,12 +347,15 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
 }
 
 /// What `finetune --records` writes: every step, the check after each epoch
-/// (training until the verdicts are honored), then the fidelity check.
+/// (training until the verdicts are honored), the fidelity check, then what
+/// the history library's update did (with a library).
 #[derive(Serialize)]
 struct FinetuneRecords<'a> {
     steps: &'a [StepRecord],
     epoch_checks: &'a [EpochCheck],
     fidelity: &'a FidelityReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history_update: Option<&'a NamedUpdate>,
 }
 
 /// The verdicts honored by the adapted model on the reviewed images, and how
