@@ -176,16 +176,10 @@ const undoStack = new UndoStack();
 let zoom = { k: 1, cx: null, cy: null };
 let spaceHeld = false;
 /**
- * The weights a saved prediction came from, as the number of training runs
- * before it; a resumed project reuses the predictions of its current weights
- * instead of predicting every image again. -1: the saved weights could not be
- * loaded, so no saved prediction is current.
- */
-let modelGeneration = 0;
-/**
- * How many times the weights changed (training runs and loaded weight files):
- * every prediction carries it as its `model`, so that a resumed project tells
- * current predictions from older ones.
+ * How many times the weights changed (training runs, loaded weight files, a
+ * project's saved weights that could not be loaded): every prediction
+ * carries it as its `model`, so that a resumed project reuses the
+ * predictions of its current weights instead of predicting every image again.
  */
 let weightsVersion = 0;
 
@@ -199,7 +193,7 @@ let weightsVersion = 0;
  * @property {number} width
  * @property {number} height
  * @property {{candidates: object[], model: number}|null} base  prediction the verdicts refer to
- *   (`model`: how many training runs the weights had had, see `modelGeneration`)
+ *   (`model`: the `weightsVersion` of the weights that made it)
  * @property {{candidates: object[], model: number}|null} latest  latest prediction of the current model
  * @property {boolean} stale  latest is from an older model
  * @property {Map<number, object>} judgements  candidate index -> judgement
@@ -677,8 +671,8 @@ async function addImage(blob, name, source, saved = null) {
     // The stored prediction is what the verdicts refer to; the latest one is
     // reused when it came from the current weights, else predicted again.
     Object.assign(entry, { base: v.base, judgements: v.judgements, drawn: v.drawn, touched: v.touched });
-    if (v.latest && v.latest.model === modelGeneration) entry.latest = v.latest;
-    else if (v.latestIsBase && v.base && v.base.model === modelGeneration) entry.latest = v.base;
+    if (v.latest && v.latest.model === weightsVersion) entry.latest = v.latest;
+    else if (v.latestIsBase && v.base && v.base.model === weightsVersion) entry.latest = v.base;
   }
   const li = document.createElement('li');
   const button = document.createElement('button');
@@ -2251,8 +2245,9 @@ async function restoreProject(weightsLoaded) {
     const { projectId, ...run } = r;
     runs.push(run);
   }
-  weightsVersion = project.record.weightsVersion ?? runs.length;
-  modelGeneration = weightsLoaded ? weightsVersion : -1;
+  // Saved weights that could not be loaded are a change of weights: no saved
+  // prediction is current.
+  weightsVersion = (project.record.weightsVersion ?? runs.length) + (weightsLoaded ? 0 : 1);
   const missing = [];
   for (let k = 0; k < records.length; k++) {
     const r = records[k];
