@@ -192,7 +192,10 @@ async function veritune(options, bytes, wasm) {
     const ms = [];
     let skipped = 0;
     let last = performance.now();
-    await session.train({ epochs: warmup + repeats, rule, batchSize }, (record, done) => {
+    // Every epoch runs, the whole model trains (the page's defaults would
+    // stop once the verdicts are honored and freeze NanoDet's backbone).
+    const options = { epochs: warmup + repeats, rule, batchSize, learningRate: 5e-4, untilHonored: false, freezeBackbone: false };
+    await session.train(options, (record, done) => {
       const now = performance.now();
       if (done > warmup) {
         ms.push(now - last);
