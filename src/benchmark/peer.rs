@@ -26,11 +26,11 @@ use burn::tensor::{Device, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::f32_safetensors;
-use super::quality::{Baseline, QualityConfig, TestSets, transfer_seed, verified_scenes};
+use super::quality::{Baseline, QualityConfig, TestSets, verified_transfer};
 use crate::detector::Detector;
 use crate::detector::fcos::Fcos;
 use crate::geometry::LabeledBox;
-use crate::scenes::{Scenario, SceneGenerator};
+use crate::scenes::SceneGenerator;
 use crate::weights::{WeightsFormat, load_fcos, save_detector};
 
 /// The fine-tuned weights the peer writes into a run's folder.
@@ -105,14 +105,7 @@ pub fn write_peer_runs(
     for &seed in &config.seeds {
         for &n in &config.sizes {
             let run = PeerRun { n, seed };
-            let verified = verified_scenes(
-                meta,
-                generator,
-                Scenario::Transfer,
-                n,
-                transfer_seed(seed),
-                &config.target,
-            )?;
+            let verified = verified_transfer(meta, generator, config, n, seed)?;
             let targets: Vec<Vec<PeerBox>> = verified
                 .verdicts
                 .iter()

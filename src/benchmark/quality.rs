@@ -319,6 +319,26 @@ pub(crate) fn verified_scenes(
     Verified::new(model, scenes, target)
 }
 
+/// The `n` verified transfer scenes of benchmark `seed`, as every run of
+/// `config` trains on them.
+pub(crate) fn verified_transfer(
+    meta: &Fcos,
+    generator: &SceneGenerator,
+    config: &QualityConfig,
+    n: usize,
+    seed: u64,
+) -> Result<Verified, String> {
+    let target = &config.target;
+    verified_scenes(
+        meta,
+        generator,
+        Scenario::Transfer,
+        n,
+        transfer_seed(seed),
+        target,
+    )
+}
+
 /// Figures of the meta-model before any fine-tuning.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
@@ -382,14 +402,7 @@ pub fn run_quality(
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         for &n in &config.sizes {
-            let transfer = verified_scenes(
-                meta,
-                generator,
-                Scenario::Transfer,
-                n,
-                transfer_seed(seed),
-                &config.target,
-            )?;
+            let transfer = verified_transfer(meta, generator, config, n, seed)?;
             for &rule in &config.rules {
                 let mut history = base_history.clone();
                 let train_config = config.train_config(rule, seed);
@@ -593,14 +606,7 @@ pub fn run_rounds(
     let mut rows = Vec::new();
     for &seed in &config.seeds {
         let train_config = config.train_config(MixingRule::Symmetric, seed);
-        let transfer = verified_scenes(
-            meta,
-            generator,
-            Scenario::Transfer,
-            n,
-            transfer_seed(seed),
-            &config.target,
-        )?;
+        let transfer = verified_transfer(meta, generator, config, n, seed)?;
         let mut round_history = base_history.clone();
         let round_1 = fine_tune(
             meta,
