@@ -191,11 +191,17 @@ fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T
     serde_wasm_bindgen::from_value(value).map_err(|e| error(format!("{what} is malformed: {e}")))
 }
 
-/// Lets the browser run its event loop (paint, input) before continuing.
+/// Lets the browser run its event loop before continuing: paint and input
+/// on the page, messages (a cancel) in a worker. `setTimeout` is looked up
+/// on the global object, which is a window on the page and a worker scope
+/// in a worker.
 async fn yield_to_page() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let scheduled = web_sys::window()
-            .map(|w| w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0));
+        let global = js_sys::global();
+        let scheduled = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .map(|set_timeout| set_timeout.call2(&global, &resolve, &JsValue::from(0)));
         if !matches!(scheduled, Some(Ok(_))) {
             let _ = resolve.call0(&JsValue::NULL);
         }
@@ -491,10 +497,12 @@ impl Session {
             if check.is_some_and(|c| c.verdicts_honored.all()) {
                 return Ok(outcome(run, records, false, epoch_checks));
             }
+            // The yield lets a cancel in (a click on the page, a message in
+            // the worker); it is read before the next step starts.
+            yield_to_page().await;
             if self.cancel.get() && !run.is_finished() {
                 return Ok(outcome(run, records, true, epoch_checks));
             }
-            yield_to_page().await;
         }
         Ok(outcome(run, records, false, epoch_checks))
     }

@@ -9,7 +9,8 @@
 import { countMatches, normalise, area } from './boxes.js';
 import { LineChart } from './plot.js';
 import { decodeImage, rgbaOf, drawThumbnail, filesFromDrop, looksLikeImage, displayName } from './images.js';
-import { deviceLostWithin, onDeviceLost, requestSubgroups, webgpuProblem } from './webgpu.js';
+import { webgpuProblem } from './webgpu.js';
+import { Engine } from './engine.js';
 import { openStore, Store, OpenProject, imageRecord, verdictsOfRecord, isQuotaError, storageUse, formatBytes, FILE_EXTENSION } from './project.js';
 import { showProjects } from './projects-dialog.js';
 import { UndoStack, snapshot, restore } from './undo.js';
@@ -136,8 +137,9 @@ const ui = {
 
 // ---------------------------------------------------------------- state
 
+/** The engine: the wasm session in its worker (www/engine.js). */
 let session = null;
-/** The wasm module (to start a CPU session when the GPU device is lost). */
+/** The wasm module on the page, for its rules that need no model (which boxes are shown, checks). */
 let wasm = null;
 /** The session's current weights as last read (burnpack bytes): where a CPU session after a lost GPU starts from. */
 let currentWeights = null;
@@ -300,12 +302,12 @@ function idleStatus() {
 
 // ---------------------------------------------------------------- session access
 
-// wasm-bindgen objects must not be used by two async calls at once: every
-// session call goes through this queue (cancel() is the one exception).
+// The session answers one call at a time, in order: every session call goes
+// through this queue (cancel() is the one exception).
 let chain = Promise.resolve();
-// A Rust panic leaves the pending promise unsettled forever: the module's
-// panic hook calls globalThis.__veritunePanic, which rejects this, and every
-// session call races against it so nothing waits forever.
+// A crash (a Rust panic in the engine's worker or in the page's module) calls
+// globalThis.__veritunePanic, which rejects this, and every session call
+// races against it so nothing waits forever.
 let crashWith = null;
 const crashed = new Promise((_, reject) => (crashWith = reject));
 crashed.catch(() => {});
@@ -1602,6 +1604,8 @@ async function train() {
       ui.trainStatus.textContent = 'Not trained: no reviewed image.';
       return;
     }
+    // The engine this run trains on: a lost GPU replaces the session during the run.
+    const engine = session;
     const run = {
       index: runs.length + 1,
       ...options,
@@ -1662,7 +1666,7 @@ async function train() {
       // With a project, every completed step is saved (a closed tab resumes from it).
       result = await withSession((s) => s.train({ ...options, checkpoint: Boolean(project) }, onStep));
     } catch (e) {
-      if (!(run.backend === 'webgpu' && (await deviceLostWithin(1000)))) showError('Training failed', e);
+      if (!(run.backend === 'webgpu' && (await engine.deviceLostWithin(1000)))) showError('Training failed', e);
       ui.trainStatus.textContent = `Training failed after ${run.records.length} step${run.records.length === 1 ? '' : 's'}.`;
       result = null;
     }
@@ -1681,7 +1685,7 @@ async function train() {
       if (skippedInRun) ui.trainStatus.textContent += ` ${skippedSteps(skippedInRun)}`;
     }
     if (!run.records.length || crashMessage) return;
-    if (run.backend === 'webgpu' && (gpuLost || (!result && (await deviceLostWithin(1000))))) {
+    if (run.backend === 'webgpu' && (gpuLost || (!result && (await engine.deviceLostWithin(1000))))) {
       if (run.checkpointed) runs.push(run);
       ui.trainStatus.textContent = run.checkpointed
         ? `Stopped: the GPU was lost. The weights after step ${run.checkpointed} (the last completed step) are kept.`
@@ -2507,6 +2511,15 @@ function startHistoryLoad() {
  * takes over from the weights after the last completed step, with every verdict and the
  * history samples; the images are predicted again on the CPU.
  */
+/** Starts an engine (a session in its worker) whose crash and device loss reach the page. */
+function startEngine(bytes, preferWebgpu) {
+  return Engine.create(ASSETS.pkg, bytes, preferWebgpu, { onCrash: onEngineCrash, onDeviceLost: switchToCpu });
+}
+
+function onEngineCrash(message) {
+  globalThis.__veritunePanic(message);
+}
+
 async function switchToCpu(info) {
   if (gpuLost || crashMessage || facts.backend !== 'webgpu' || !wasm) return;
   const why = String(info.message || info.reason || 'no reason given').replace(/[.\s]+$/, '');
@@ -2514,7 +2527,7 @@ async function switchToCpu(info) {
   showError(`The GPU device was lost (${why}): veritune goes on on the CPU from the weights after the last completed training step`);
   let next;
   try {
-    next = await wasm.Session.create(currentWeights, false);
+    next = await startEngine(currentWeights, false);
   } catch (e) {
     globalThis.__veritunePanic(`The detector could not go on on the CPU after the GPU was lost: ${messageOf(e)}`);
     return;
@@ -2559,11 +2572,11 @@ async function loadWeights(file) {
     const bytes = new Uint8Array(await file.arrayBuffer());
     let next;
     try {
-      next = await wasm.Session.create(bytes, facts.backend === 'webgpu');
+      next = await startEngine(bytes, facts.backend === 'webgpu');
     } catch (e) {
       throw new Error(`${sentence(messageOf(e))} The current weights are kept`);
     }
-    const names = Array.from(next.classNames(), String);
+    const names = next.classNames;
     if (names.join('\n') !== classNames.join('\n')) {
       next.free();
       throw new Error(
@@ -3010,33 +3023,29 @@ async function start() {
     }
     setStatus(PREFER_WEBGPU ? 'Starting the detector (WebGPU if available)…' : 'Starting the detector on the CPU…');
     let problem = '';
-    if (PREFER_WEBGPU) {
-      requestSubgroups();
-      onDeviceLost(switchToCpu);
-      problem = await webgpuProblem().catch((e) => `WebGPU could not be queried (${messageOf(e)})`);
-    }
+    if (PREFER_WEBGPU) problem = await webgpuProblem().catch((e) => `WebGPU could not be queried (${messageOf(e)})`);
     try {
-      session = await mod.Session.create(bytes, PREFER_WEBGPU && !problem);
+      session = await startEngine(bytes, PREFER_WEBGPU && !problem);
     } catch (e) {
       if (!fromProject) throw new Error(`The detector could not start: ${messageOf(e)}`);
       showError(`The saved weights of “${chosen.record.name}” could not be loaded (${messageOf(e)}); it goes on from the default model`);
       bytes = await fetchBytes(ASSETS.model, 'the detector model');
-      session = await mod.Session.create(bytes, PREFER_WEBGPU && !problem).catch((e2) => {
+      session = await startEngine(bytes, PREFER_WEBGPU && !problem).catch((e2) => {
         throw new Error(`The detector could not start: ${messageOf(e2)}`);
       });
     }
     currentWeights = bytes;
     facts = {
-      backend: String(session.backend()),
-      notice: problem || String(session.notice() || ''),
+      backend: session.backend,
+      notice: problem || session.notice,
       // The hash of the meta-model the project started from, not of its trained weights.
-      baseModelHash: (fromProject && chosen.record.baseModelHash) || String(session.baseModelHash()),
-      inputSize: Number(session.inputSize()),
+      baseModelHash: (fromProject && chosen.record.baseModelHash) || session.baseModelHash,
+      inputSize: session.inputSize,
     };
     document.body.dataset.model = fromProject ? 'project' : 'default';
     showBackend();
-    applyTrainDefaults(session.trainSettings({}));
-    classNames = Array.from(session.classNames(), String);
+    applyTrainDefaults(await session.trainSettings({}));
+    classNames = [...session.classNames];
     classPicker.setClasses(classNames, null);
     setTargetClasses(null);
     const resumed = chosen && !chosen.isNew && (chosen.record.summary?.images || 0) > 0;

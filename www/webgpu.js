@@ -1,4 +1,5 @@
-// WebGPU adjustments that must happen before the wasm module asks for a device.
+// WebGPU adjustments that must happen before the wasm module asks for a device
+// (in the engine's worker, and on the benchmark page).
 //
 // burn's WebGPU kernels (cubecl) use WGSL subgroup operations (`enable
 // subgroups;`) in some matrix kernels whenever it runs them, but wgpu's browser
@@ -7,26 +8,10 @@
 // feature whenever the adapter offers it makes those shaders valid.
 
 const lostListeners = [];
-let lost = false;
 
 /** Calls `listener(info)` (a GPUDeviceLostInfo) when a device veritune asked for is lost. */
 export function onDeviceLost(listener) {
   lostListeners.push(listener);
-}
-
-/**
- * Whether a device is lost, waiting up to `ms` for the browser to say so: a
- * call that failed because of the loss can fail before the loss is announced.
- */
-export function deviceLostWithin(ms) {
-  if (lost) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(lost), ms);
-    lostListeners.push(() => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 /**
@@ -41,10 +26,7 @@ export function requestSubgroups() {
     const features = new Set(descriptor.requiredFeatures || []);
     if (this.features.has('subgroups')) features.add('subgroups');
     const device = await original.call(this, { ...descriptor, requiredFeatures: [...features] });
-    device.lost.then((info) => {
-      lost = true;
-      lostListeners.forEach((listener) => listener(info));
-    });
+    device.lost.then((info) => lostListeners.forEach((listener) => listener(info)));
     return device;
   };
   patched.veritune = true;

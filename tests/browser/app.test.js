@@ -49,20 +49,7 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
   let page;
 
   before(async () => {
-    ({ server, browser } = await startSuite({ webgpu: true, page: false }));
-    // Keeps every device the page is given, so that a test can destroy them.
-    await browser.context.addInitScript(() => {
-      window.__testDevices = [];
-      const proto = globalThis.GPUAdapter?.prototype;
-      if (!proto) return;
-      const original = proto.requestDevice;
-      proto.requestDevice = async function (descriptor) {
-        const device = await original.call(this, descriptor);
-        window.__testDevices.push(device);
-        return device;
-      };
-    });
-    page = await browser.context.newPage();
+    ({ server, browser, page } = await startSuite({ webgpu: true }));
   });
 
   after(() => stopSuite({ server, browser }));
@@ -327,8 +314,18 @@ describe('veritune page on WebGPU', { timeout: SUITE_MS }, () => {
     await page.locator('#until-honored').uncheck();
     await page.locator('#train').click();
     await page.waitForFunction(() => /Step [1-9]/.test(document.getElementById('train-status').textContent), null, { timeout: TRAIN_MS });
-    assert.ok((await page.evaluate(() => window.__testDevices.length)) > 0, 'the page asked for a device');
-    await page.evaluate(() => window.__testDevices.forEach((d) => d.destroy()));
+    // The engine's worker holds the device: the next command encoder it asks for names it.
+    const [engine] = page.workers();
+    await engine.evaluate(() => {
+      const proto = GPUDevice.prototype;
+      const original = proto.createCommandEncoder;
+      proto.createCommandEncoder = function (...args) {
+        proto.createCommandEncoder = original;
+        const encoder = original.apply(this, args);
+        setTimeout(() => this.destroy(), 0);
+        return encoder;
+      };
+    });
 
     await page.waitForFunction(() => document.body.dataset.backend === 'cpu', null, { timeout: TRAIN_MS });
     await page.waitForFunction(() => document.body.dataset.phase === 'ready' && !document.body.dataset.predicting, null, { timeout: TRAIN_MS });
@@ -435,15 +432,23 @@ describe('veritune page with WebGPU off: the CPU fallback', { timeout: 3 * WAIT_
     await page.locator('#until-honored').uncheck();
     const attempts = await trainAttempts(page);
     await page.locator('#train').click();
-    // Cancel as soon as the run lets it (the first step is under way): the
-    // run stops after that step. Here, not on the software WebGPU adapter,
-    // where the step and the predictions after it took over two minutes.
+    // Cancel once a step is done: the run stops after the step under way
+    // (the engine's worker reads the cancel between steps). Here, not on the
+    // software WebGPU adapter, where the step and the predictions after it
+    // took over two minutes.
+    await page.waitForFunction(() => /^Step [1-9]/.test(document.getElementById('train-status').textContent), null, { timeout: TRAIN_MS });
+    await page.locator('#cancel-train').evaluate((button) =>
+      button.addEventListener('click', () => (window.__stepsAtCancel = Number(document.getElementById('train-progress').value)), { capture: true, once: true }),
+    );
     await page.locator('#cancel-train').click();
     await waitTrainingDone(page, attempts);
     const status = await page.locator('#train-status').innerText();
-    assert.match(status, /^Cancelled: \d+ steps?/, status);
-    const [value, max] = await page.locator('#train-progress').evaluate((el) => [el.value, el.max]);
-    assert.ok(value < max, `stopped early (${value} of ${max})`);
+    const [, steps] = status.match(/^Cancelled: (\d+) steps?/) ?? [];
+    assert.ok(steps !== undefined, status);
+    const atCancel = await page.evaluate(() => window.__stepsAtCancel);
+    assert.ok(Number(steps) <= atCancel + 1, `cancelled at step ${atCancel}, stopped after ${steps}`);
+    const max = await page.locator('#train-progress').evaluate((el) => el.max);
+    assert.ok(Number(steps) < max, `stopped early (${steps} of ${max})`);
     // An export's manifest keeps the cancelled run, said as such.
     mkdirSync(DOWNLOADS, { recursive: true });
     const byName = await downloadsOf(page, 2, () => page.locator('#export').click());
@@ -463,8 +468,10 @@ describe('a crash of the wasm module', { timeout: 2 * WAIT_MS }, () => {
       const page = await browser.context.newPage();
       await page.goto(appUrl(server.url));
       await waitForReady(page);
-      // The page's own module instance (ES modules are loaded once per page).
-      await page.evaluate(async () => {
+      // The engine worker's own module instance (ES modules are loaded once per worker).
+      const [engine] = page.workers();
+      assert.ok(engine, 'the engine runs in a worker');
+      await engine.evaluate(async () => {
         const mod = await import('./pkg/veritune.js');
         try {
           mod.panicForTest();

@@ -294,6 +294,24 @@ export async function dragOnCanvas(page, from, to) {
   await page.mouse.up();
 }
 
+/**
+ * Starts recording the main thread's long tasks (over 50 ms, the browser's
+ * own threshold); resolves with a function that stops and returns their
+ * durations in milliseconds, longest first.
+ */
+export async function watchLongTasks(page) {
+  await page.evaluate(() => {
+    const durations = [];
+    const observer = new PerformanceObserver((list) => list.getEntries().forEach((e) => durations.push(e.duration)));
+    observer.observe({ type: 'longtask' });
+    window.__longTasks = () => {
+      observer.disconnect();
+      return durations.sort((a, b) => b - a);
+    };
+  });
+  return () => page.evaluate(() => window.__longTasks());
+}
+
 /** Reads the five counters. */
 export async function counters(page) {
   return page.evaluate(() =>

@@ -25,6 +25,7 @@ import {
   stopSuite,
   trainAndWait,
   waitForReady,
+  watchLongTasks,
   waitForSamplesAndHistory,
 } from './helpers.js';
 
@@ -115,7 +116,12 @@ describe('NanoDet, the default model', { timeout: 4 * WAIT_MS + TRAIN_MS }, () =
     // Two small steps, so that one verdict is still not honored after them.
     await page.locator('#learning-rate').fill('0.0001');
     await page.locator('#batch-size').fill('2');
+    // The engine trains in a worker: the page answers the user throughout.
+    const longTasks = await watchLongTasks(page);
     await trainAndWait(page, { epochs: 2 });
+    const tasks = await longTasks();
+    t.diagnostic(`main-thread tasks over 50 ms during the run and the prediction after it: ${tasks.length}, longest ${Math.round(tasks[0] ?? 0)} ms`);
+    assert.ok((tasks[0] ?? 0) <= 200, `no main-thread task over 200 ms during training: ${tasks.map(Math.round).join(', ')} ms`);
     const status = await page.locator('#train-status').innerText();
     assert.match(status, /^Finished: 2 steps in .* History library: 2 of 2 reviewed images admitted, 0 evicted, (\d+) samples\./, status);
     t.diagnostic(`NanoDet 416 on the CPU fallback, batch 2 + 2: ${status}`);
