@@ -21,8 +21,8 @@ use veritune::weights::{WeightsFormat, load_fcos, read_spec, save_detector};
 
 use crate::args::{QualityArgs, SpeedArgs, SpeedModel, SpeedOneArgs};
 use crate::io::{
-    CliResult, create_dir, log, progress, read_json, read_model_bytes, write_file, write_json,
-    write_text,
+    CliError, CliResult, create_dir, log, progress, read_json, read_model_bytes, write_file,
+    write_json, write_text,
 };
 use crate::model::nanodet_from_tfjs;
 
@@ -111,7 +111,7 @@ pub(crate) fn speed(args: SpeedArgs) -> CliResult {
         for size in nanodet_sizes {
             let model = nanodet_from_tfjs(&nanodet, size)?;
             let bytes = pollster::block_on(save_detector(&model, WeightsFormat::Burnpack))
-                .map_err(|e| e.to_string())?;
+                .map_err(CliError::failed)?;
             models.push((format!("nanodet-g {size}"), bytes));
         }
     }
@@ -148,7 +148,7 @@ pub(crate) fn speed_one(args: SpeedOneArgs) -> CliResult {
         repeats,
     };
     let result = speed::measure(&read_model_bytes(&weights)?, backend, measure, settings)
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::failed)?;
     write_json(&result, None)
 }
 
@@ -169,23 +169,24 @@ fn settings_args(settings: SpeedSettings) -> [String; 6] {
 fn figures_of<T: serde::de::DeserializeOwned>(
     mut command: std::process::Command,
     what: &str,
-) -> Result<T, String> {
+) -> CliResult<T> {
     let output = command
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| {
-            format!(
-                "{what}: cannot run {}: {e}",
-                command.get_program().display()
+            CliError::invalid(
+                format_args!("{what}: cannot run {}", command.get_program().display()),
+                e,
             )
         })?;
     if !output.status.success() {
-        return Err(format!(
+        return Err(CliError::failed(format!(
             "{what}: the measurement failed ({})",
             output.status
-        ));
+        )));
     }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("{what}: unreadable figures: {e}"))
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| CliError::invalid(format_args!("{what}: unreadable figures"), e))
 }
 
 /// Runs every measurement in a process of its own (this binary's hidden
@@ -198,8 +199,8 @@ fn bench_speed(
     peer_python: Option<&Path>,
     output: Option<&Path>,
 ) -> CliResult {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find veritune's own binary: {e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::invalid("cannot find veritune's own binary", e))?;
     let scratch = std::env::temp_dir().join(format!("veritune-bench-speed-{}", std::process::id()));
     create_dir(&scratch)?;
     let mut rows = Vec::new();
@@ -230,8 +231,8 @@ fn bench_speed(
         if let Some(python) = peer_python {
             let dir = scratch.join(format!("peer-{index}"));
             create_dir(&dir)?;
-            speed::write_peer_files(bytes, settings.batch, &dir).map_err(|e| e.to_string())?;
-            let arch = read_spec(bytes).map_err(|e| e.to_string())?.architecture;
+            speed::write_peer_files(bytes, settings.batch, &dir).map_err(CliError::failed)?;
+            let arch = read_spec(bytes).map_err(CliError::failed)?.architecture;
             eprintln!("{name}: the PyTorch peer…");
             let mut command = std::process::Command::new(python);
             command
@@ -270,8 +271,9 @@ fn bench_quality(
 ) -> CliResult {
     create_dir(output)?;
     let (meta, generator) = meta_and_scenes(model, &Device::flex().autodiff())?;
-    let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
-    let baseline = tests.measure(&meta)?;
+    let tests =
+        TestSets::new(&generator, config, meta.spec().input_size[0]).map_err(CliError::failed)?;
+    let baseline = tests.measure(&meta).map_err(CliError::failed)?;
     eprintln!(
         "meta-model: general mAP@0.5 {:.3}, transfer {:.3}, third {:.3}",
         baseline.general_map, baseline.transfer_map, baseline.third_map
@@ -291,7 +293,8 @@ fn bench_quality(
             row.seconds
         );
         log(&bar, line);
-    })?;
+    })
+    .map_err(CliError::failed)?;
     bar.finish_and_clear();
     write_json(&baseline, Some(&output.join("baseline.json")))?;
     write_json(config, Some(&output.join("config.json")))?;
@@ -306,7 +309,8 @@ fn bench_quality(
                 row.after_round_2.transfer_map,
                 row.after_round_2.third_map
             );
-        })?;
+        })
+        .map_err(CliError::failed)?;
         let table = rounds_markdown(&rounds);
         println!("{table}");
         write_text(&output.join("rounds.md"), &table)?;
@@ -318,16 +322,16 @@ fn bench_quality(
 
 /// The digits meta-model at `model` on `device`, and the scene generator
 /// over the data `scripts/fetch-data` wrote.
-fn meta_and_scenes(model: &Path, device: &Device) -> Result<(Fcos, SceneGenerator), String> {
-    let meta = load_fcos(&read_model_bytes(model)?, device)
-        .map_err(|e| format!("{}: {e}", model.display()))?;
-    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+fn meta_and_scenes(model: &Path, device: &Device) -> CliResult<(Fcos, SceneGenerator)> {
+    let meta =
+        load_fcos(&read_model_bytes(model)?, device).map_err(|e| CliError::in_file(model, e))?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(CliError::failed)?;
     Ok((meta, generator))
 }
 
 fn bench_peer_data(model: &Path, config: &QualityConfig, dir: &Path) -> CliResult {
     let (meta, generator) = meta_and_scenes(model, &Device::flex())?;
-    let runs = write_peer_runs(&meta, &generator, config, dir)?;
+    let runs = write_peer_runs(&meta, &generator, config, dir).map_err(CliError::failed)?;
     eprintln!(
         "veritune: {} runs for the PyTorch peer written to {}",
         runs.len(),
@@ -344,9 +348,10 @@ fn bench_peer_results(
 ) -> CliResult {
     create_dir(output)?;
     let (meta, generator) = meta_and_scenes(model, &Device::flex())?;
-    let tests = TestSets::new(&generator, config, meta.spec().input_size[0])?;
-    let baseline = tests.measure(&meta)?;
-    let rows = measure_peer_runs(dir, &tests, &baseline)?;
+    let tests =
+        TestSets::new(&generator, config, meta.spec().input_size[0]).map_err(CliError::failed)?;
+    let baseline = tests.measure(&meta).map_err(CliError::failed)?;
+    let rows = measure_peer_runs(dir, &tests, &baseline).map_err(CliError::failed)?;
     write_json(&baseline, Some(&output.join("baseline.json")))?;
     let csv = peer_csv(&rows);
     print!("{csv}");
@@ -360,7 +365,7 @@ fn write_quality(baseline: &Baseline, rows: &[QualityRow], output: &Path) -> Cli
     println!("{table}");
     write_text(&output.join("quality.md"), &table)?;
     write_text(&output.join("quality.csv"), &csv(rows))?;
-    plot_quality(&summary, &output.join("quality.svg"))
+    plot_quality(&summary, &output.join("quality.svg")).map_err(CliError::failed)
 }
 
 fn bench_merge(parts: &[PathBuf], output: &Path) -> CliResult {
@@ -371,15 +376,15 @@ fn bench_merge(parts: &[PathBuf], output: &Path) -> CliResult {
     for part in parts {
         baseline = Some(read_json::<Baseline>(&part.join("baseline.json"))?);
         let csv_path = part.join("quality.csv");
-        let text = std::fs::read_to_string(&csv_path)
-            .map_err(|e| format!("cannot read {}: {e}", csv_path.display()))?;
-        rows.extend(parse_csv(&text).map_err(|e| format!("{}: {e}", csv_path.display()))?);
+        let text = std::fs::read_to_string(&csv_path).map_err(|e| CliError::read(&csv_path, e))?;
+        rows.extend(parse_csv(&text).map_err(|e| CliError::in_file(&csv_path, e))?);
         let rounds_path = part.join("rounds.json");
         if rounds_path.is_file() {
             rounds.extend(read_json::<Vec<RoundsRow>>(&rounds_path)?);
         }
     }
-    let baseline = baseline.ok_or("--merge needs at least one results folder")?;
+    let baseline =
+        baseline.ok_or_else(|| CliError::usage("--merge needs at least one results folder"))?;
     write_json(&baseline, Some(&output.join("baseline.json")))?;
     write_quality(&baseline, &rows, output)?;
     if !rounds.is_empty() {

@@ -12,7 +12,7 @@ use veritune::image::Image;
 use veritune::with_any_detector;
 
 use crate::args::EvalArgs;
-use crate::io::{CliResult, load_model, matched_to_model, progress, write_json};
+use crate::io::{CliError, CliResult, load_model, matched_to_model, progress, write_json};
 
 /// `veritune eval`.
 pub(crate) fn run(args: EvalArgs) -> CliResult {
@@ -44,7 +44,7 @@ fn eval_with<M: Detector>(
     iou: f32,
     json: bool,
 ) -> CliResult {
-    let set = read_annotated_set(annotations, images).map_err(|e| e.to_string())?;
+    let set = read_annotated_set(annotations, images).map_err(CliError::failed)?;
     let set = matched_to_model(set, model, annotations)?;
     let pairs: Vec<(&Image, &[LabeledBox])> = set
         .images
@@ -54,7 +54,8 @@ fn eval_with<M: Detector>(
     let bar = progress(pairs.len(), "evaluating");
     let report = pollster::block_on(evaluate(model, &pairs, 8, iou, |done| {
         bar.set_position(done as u64)
-    }))?;
+    }))
+    .map_err(CliError::failed)?;
     bar.finish_and_clear();
     let names = &model.spec().class_names;
     let out = EvalReport {

@@ -31,7 +31,9 @@ use veritune::weights::StoredDetector;
 use veritune::with_any_detector;
 
 use crate::args::FinetuneArgs;
-use crate::io::{CliResult, load_model, log, matched_to_model, progress, write_json, write_model};
+use crate::io::{
+    CliError, CliResult, load_model, log, matched_to_model, progress, write_json, write_model,
+};
 use crate::predict::all_candidates;
 
 /// `veritune finetune`.
@@ -68,8 +70,7 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         threshold,
         freeze_backbone,
     }
-    .settings(&loaded)
-    .map_err(|e| format!("{}: {e}", e.flag()))?;
+    .settings(&loaded)?;
     let config = recipe.apply(TrainConfig {
         scope: if head_only {
             MixScope::Head
@@ -127,7 +128,7 @@ struct FinetuneJob<'a> {
 
 fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let spec = model.spec().clone();
-    let set = read_annotated_set(args.annotations, args.images).map_err(|e| e.to_string())?;
+    let set = read_annotated_set(args.annotations, args.images).map_err(CliError::failed)?;
     let set = matched_to_model(set, &model, args.annotations)?;
     let reviewer = Reviewer {
         spec: &spec,
@@ -150,9 +151,9 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 };
                 reviewer
                     .review(&image.image, loaded_size(image), &verdicts, &[])
-                    .map_err(|e| format!("{}: {e}", image.file_name))
+                    .map_err(|e| CliError::invalid(&image.file_name, e))
             })
-            .collect::<Result<_, String>>()?,
+            .collect::<CliResult<_>>()?,
         TargetSource::SimulatedUser => {
             let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
             let all = all_candidates(&model, &refs)?;
@@ -164,12 +165,12 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                     let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
                     reviewer
                         .review(&image.image, loaded_size(image), &verdicts, candidates)
-                        .map_err(|e| format!("{}: {e}", image.file_name))
+                        .map_err(|e| CliError::invalid(&image.file_name, e))
                 })
-                .collect::<Result<_, String>>()?
+                .collect::<CliResult<_>>()?
         }
         TargetSource::Verdicts(path) => {
-            let verdicts = read_verdicts(path).map_err(|e| e.to_string())?;
+            let verdicts = read_verdicts(path).map_err(CliError::failed)?;
             reviewed_from_file(&model, &reviewer, &set.images, &verdicts, path)?
         }
     };
@@ -178,14 +179,14 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let mut history = NamedHistory::default();
     let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
-        let read = read_annotated_set(annotations, folder).map_err(|e| e.to_string())?;
+        let read = read_annotated_set(annotations, folder).map_err(CliError::failed)?;
         let library = history_set.insert(matched_to_model(read, &model, annotations)?);
         for image in &library.images {
             // Named as the page names its sample history, apart from the reviewed images.
             let sample = Sample::from_ground_truth(&image.image, &image.boxes, &spec);
             history
                 .push(format!("history:{}", image.file_name), sample)
-                .map_err(|e| format!("{}: {e}", annotations.display()))?;
+                .map_err(|e| CliError::in_file(annotations, e))?;
         }
     } else if args.config.rule.needs_history() {
         eprintln!(
@@ -254,10 +255,12 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
             }
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(CliError::failed)?;
     bar.finish_and_clear();
     if let Some(e) = check_failed {
-        return Err(format!("checking the verdicts after an epoch failed: {e}"));
+        return Err(CliError::failed(format!(
+            "checking the verdicts after an epoch failed: {e}"
+        )));
     }
     let skipped = outcome
         .records
@@ -304,7 +307,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 std::future::ready(())
             },
         ))
-        .map_err(|e| format!("updating the history library failed: {e}"))?;
+        .map_err(|e| CliError::failed(format!("updating the history library failed: {e}")))?;
         bar.finish_and_clear();
         eprintln!(
             "veritune: history library: {} of {} reviewed images admitted, {} evicted, {} samples",
@@ -426,12 +429,12 @@ fn fidelity_report<M: Detector>(
     verdicts: &[ImageVerdicts],
     history: Option<&AnnotatedSet>,
     threshold: f32,
-) -> Result<FidelityReport, String> {
+) -> CliResult<FidelityReport> {
     let config = FidelityConfig {
         score_threshold: threshold,
         ..FidelityConfig::default()
     };
-    let shown_on = |images: &[AnnotatedImage]| -> Result<Vec<Vec<Detection>>, String> {
+    let shown_on = |images: &[AnnotatedImage]| -> CliResult<Vec<Vec<Detection>>> {
         let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
         Ok(all_candidates(model, &refs)?
             .iter()
@@ -448,7 +451,8 @@ fn fidelity_report<M: Detector>(
             size: [image.image.width(), image.image.height()],
         })
         .collect();
-    let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))?;
+    let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))
+        .map_err(CliError::failed)?;
     let not_honored = set
         .images
         .iter()
@@ -504,7 +508,7 @@ fn reviewed_from_file<M: Detector>(
     images: &[AnnotatedImage],
     verdicts: &BTreeMap<String, ImageVerdicts>,
     path: &Path,
-) -> Result<Vec<Review>, String> {
+) -> CliResult<Vec<Review>> {
     let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
     let all = all_candidates(model, &refs)?;
     images
@@ -512,12 +516,12 @@ fn reviewed_from_file<M: Detector>(
         .zip(&all)
         .map(|(image, candidates)| {
             let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
-                format!("{} has no verdicts for '{}': review every image or remove it from the annotations", path.display(), image.file_name)
+                CliError::in_file(path, format!("no verdicts for '{}': review every image or remove it from the annotations", image.file_name))
             })?;
             let (width, height) = image.file_size;
             reviewer
                 .review(&image.image, [width, height], verdict, candidates)
-                .map_err(|e| format!("{}, image '{}': {e}", path.display(), image.file_name))
+                .map_err(|e| CliError::invalid(format_args!("{}, image '{}'", path.display(), image.file_name), e))
         })
         .collect()
 }

@@ -11,17 +11,16 @@ use veritune::detector::Detector;
 use veritune::formats::class_map;
 use veritune::weights::{AnyDetector, StoredDetector, WeightsFormat, load_detector, save_detector};
 
-/// A failure told to the user in one line.
-pub(crate) type CliResult = Result<(), String>;
+pub(crate) use crate::error::{CliError, CliResult};
 
 /// The bytes of a weights file, or a sentence naming it.
-pub(crate) fn read_model_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+pub(crate) fn read_model_bytes(path: &Path) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| CliError::read(path, e))
 }
 
 /// The detector in a weights file (either architecture) on `device`.
-pub(crate) fn load_model(path: &Path, device: &Device) -> Result<AnyDetector, String> {
-    load_detector(&read_model_bytes(path)?, device).map_err(|e| format!("{}: {e}", path.display()))
+pub(crate) fn load_model(path: &Path, device: &Device) -> CliResult<AnyDetector> {
+    load_detector(&read_model_bytes(path)?, device).map_err(|e| CliError::in_file(path, e))
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a temporary file
@@ -29,24 +28,21 @@ pub(crate) fn load_model(path: &Path, device: &Device) -> Result<AnyDetector, St
 /// file (nor touches an existing one).
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> CliResult {
     if path.file_name().is_none() {
-        return Err(format!(
-            "{} is not a file name: give a path ending in a file name",
-            path.display()
-        ));
+        return Err(CliError::NotAFileName(path.to_path_buf()));
     }
-    write_atomically(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_atomically(path, bytes).map_err(|e| CliError::write(path, e))
 }
 
 /// Writes a detector's weights: safetensors for a `.safetensors` name, else burnpack.
 pub(crate) fn write_model<M: StoredDetector>(model: &M, path: &Path) -> CliResult {
     let format = WeightsFormat::for_file_name(&path.to_string_lossy());
-    let bytes = pollster::block_on(save_detector(model, format)).map_err(|e| e.to_string())?;
+    let bytes = pollster::block_on(save_detector(model, format)).map_err(CliError::failed)?;
     write_file(path, &bytes)
 }
 
 /// Writes `value` as pretty JSON to `path`, or to standard output.
 pub(crate) fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResult {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(value).map_err(CliError::failed)?;
     match path {
         Some(path) => write_file(path, (text + "\n").as_bytes()),
         None => {
@@ -55,7 +51,7 @@ pub(crate) fn write_json(value: &impl Serialize, path: Option<&Path>) -> CliResu
             match writeln!(out, "{text}").and_then(|()| out.flush()) {
                 // The reader stopped reading (`veritune predict … | head`): nothing to report.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                result => result.map_err(|e| format!("cannot write to standard output: {e}")),
+                result => result.map_err(CliError::Stdout),
             }
         }
     }
@@ -68,14 +64,17 @@ pub(crate) fn write_text(path: &Path, text: &str) -> CliResult {
 
 /// Creates a folder and its parents.
 pub(crate) fn create_dir(path: &Path) -> CliResult {
-    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+    std::fs::create_dir_all(path).map_err(|source| CliError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads a JSON file into `T`, naming the file on failure.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> CliResult<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::read(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::invalid(format_args!("{} is not valid", path.display()), e))
 }
 
 /// A progress bar of `len` items, hidden when standard error is not a terminal.
@@ -102,9 +101,9 @@ pub(crate) fn log(bar: &ProgressBar, line: String) {
 /// Refuses a learning rate that is not a positive finite number.
 pub(crate) fn check_learning_rate(learning_rate: f64) -> CliResult {
     if !(learning_rate.is_finite() && learning_rate > 0.0) {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "--learning-rate {learning_rate} must be a finite number above 0 (e.g. 5e-4)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -115,7 +114,7 @@ pub(crate) fn matched_to_model<M: Detector>(
     mut set: AnnotatedSet,
     model: &M,
     file: &Path,
-) -> Result<AnnotatedSet, String> {
+) -> CliResult<AnnotatedSet> {
     let names = &model.spec().class_names;
     let to_model = class_map(&set.class_names, names);
     let unknown: Vec<&str> = set
@@ -126,12 +125,11 @@ pub(crate) fn matched_to_model<M: Detector>(
         .map(|(name, _)| name.as_str())
         .collect();
     if !unknown.is_empty() {
-        return Err(format!(
-            "{} has categories the model does not know ({}); its classes are {}: name the categories as the model's classes",
-            file.display(),
-            unknown.join(", "),
-            names.join(", ")
-        ));
+        return Err(CliError::UnknownClasses {
+            file: file.to_path_buf(),
+            unknown: unknown.join(", "),
+            classes: names.join(", "),
+        });
     }
     for image in &mut set.images {
         for b in &mut image.boxes {

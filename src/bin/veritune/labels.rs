@@ -10,7 +10,7 @@ use veritune::formats::{Format, LabelSet, labels_from_verdicts};
 use veritune::weights::read_spec;
 
 use crate::args::{ConvertArgs, ExportArgs};
-use crate::io::{CliResult, read_model_bytes};
+use crate::io::{CliError, CliResult, read_model_bytes};
 
 /// `veritune labels convert`.
 pub(crate) fn convert(args: ConvertArgs) -> CliResult {
@@ -45,14 +45,13 @@ fn convert_labels(
         (Format::Coco, _) => read_coco_file(input),
         (Format::Yolo, Some(images)) => read_yolo_folder(input, images),
         (Format::Yolo, None) => {
-            return Err(
-                "YOLO label files hold no image sizes: pass the folder of the images with --images"
-                    .into(),
-            );
+            return Err(CliError::usage(
+                "YOLO label files hold no image sizes: pass the folder of the images with --images",
+            ));
         }
         (Format::Voc, _) => read_voc_folder(input),
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(CliError::failed)?;
     write_label_set(&set, to, output)
 }
 
@@ -63,17 +62,16 @@ fn export_labels(
     to: Format,
     output: &Path,
 ) -> CliResult {
-    let spec =
-        read_spec(&read_model_bytes(model)?).map_err(|e| format!("{}: {e}", model.display()))?;
-    let judged = read_verdicts(verdicts).map_err(|e| e.to_string())?;
-    let sizes = image_sizes(images).map_err(|e| e.to_string())?;
+    let spec = read_spec(&read_model_bytes(model)?).map_err(|e| CliError::in_file(model, e))?;
+    let judged = read_verdicts(verdicts).map_err(CliError::failed)?;
+    let sizes = image_sizes(images).map_err(CliError::failed)?;
     let set = labels_from_verdicts(&spec.class_names, &sizes, &judged)
-        .map_err(|e| format!("{}: {e}", verdicts.display()))?;
+        .map_err(|e| CliError::in_file(verdicts, e))?;
     write_label_set(&set, to, output)
 }
 
 fn write_label_set(set: &LabelSet, to: Format, output: &Path) -> CliResult {
-    write_labels(to, set, output).map_err(|e| e.to_string())?;
+    write_labels(to, set, output).map_err(CliError::failed)?;
     let boxes: usize = set.images.iter().map(|i| i.boxes.len()).sum();
     eprintln!(
         "veritune: {} images, {boxes} boxes and {} classes written to {} as {to}",

@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod error;
 mod eval;
 mod finetune;
 mod io;

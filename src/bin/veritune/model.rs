@@ -10,7 +10,7 @@ use veritune::detector::nanodet::{NanoDet, NanoDetConfig};
 use veritune::tfjs::GraphModel;
 
 use crate::args::{ImportNanodetArgs, InitArgs};
-use crate::io::{CliResult, write_model};
+use crate::io::{CliError, CliResult, write_model};
 
 /// `veritune init`.
 pub(crate) fn init(args: InitArgs) -> CliResult {
@@ -34,38 +34,41 @@ fn import_nanodet(json: &Path, input_size: usize, output: &Path) -> CliResult {
 }
 
 /// NanoDet-g at `input_size` with the weights of the TensorFlow.js model `json`.
-pub(crate) fn nanodet_from_tfjs(json: &Path, input_size: usize) -> Result<NanoDet, String> {
+pub(crate) fn nanodet_from_tfjs(json: &Path, input_size: usize) -> CliResult<NanoDet> {
     let config = NanoDetConfig::coco().with_input_size(input_size);
     config
         .check()
-        .map_err(|e| format!("cannot import NanoDet (--input-size): {e}"))?;
-    let text = std::fs::read_to_string(json)
-        .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
-    let in_file = |e: &dyn std::fmt::Display| format!("{}: {e}", json.display());
-    let graph = GraphModel::parse(&text).map_err(|e| in_file(&e))?;
+        .map_err(|e| CliError::usage(format!("cannot import NanoDet (--input-size): {e}")))?;
+    let text = std::fs::read_to_string(json).map_err(|e| CliError::read(json, e))?;
+    let graph = GraphModel::parse(&text).map_err(|e| CliError::in_file(json, e))?;
     let folder = json.parent().unwrap_or(Path::new("."));
     let mut data = Vec::new();
     for name in graph.weight_files() {
         let path = folder.join(&name);
-        data.extend(std::fs::read(&path).map_err(|e| {
-            format!(
-                "cannot read {}, a weight file {} names: {e}; keep it beside the model.json",
-                path.display(),
-                json.display()
-            )
+        data.extend(std::fs::read(&path).map_err(|source| CliError::WeightFile {
+            path,
+            model: json.to_path_buf(),
+            source,
         })?);
     }
-    let convolutions = graph.convolutions(&data).map_err(|e| in_file(&e))?;
-    NanoDet::from_tfjs(&config, &convolutions, &Device::flex()).map_err(|e| in_file(&e))
+    let convolutions = graph
+        .convolutions(&data)
+        .map_err(|e| CliError::in_file(json, e))?;
+    NanoDet::from_tfjs(&config, &convolutions, &Device::flex())
+        .map_err(|e| CliError::in_file(json, e))
 }
 
 fn create(classes: Vec<String>, input_size: usize, output: &Path) -> CliResult {
     if classes.iter().any(|c| c.trim().is_empty()) {
-        return Err("--classes has an empty class name: give names separated by commas".into());
+        return Err(CliError::usage(
+            "--classes has an empty class name: give names separated by commas",
+        ));
     }
     let config = FcosConfig::new(classes).with_input_size(input_size);
-    config
-        .check()
-        .map_err(|e| format!("cannot create the model (--classes, --input-size): {e}"))?;
+    config.check().map_err(|e| {
+        CliError::usage(format!(
+            "cannot create the model (--classes, --input-size): {e}"
+        ))
+    })?;
     write_model(&config.init(&Device::flex()), output)
 }

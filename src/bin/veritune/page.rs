@@ -17,17 +17,17 @@ use veritune::scenes::{DIGIT_CLASSES, Scenario, SceneGenerator, Split, data_dir}
 use veritune::with_any_detector;
 
 use crate::args::{SamplesArgs, ServeArgs};
-use crate::io::{CliResult, create_dir, load_model, write_json};
+use crate::io::{CliError, CliResult, create_dir, load_model, write_json};
 use crate::predict::all_candidates;
 
 /// `veritune serve`.
 pub(crate) fn serve(args: ServeArgs) -> CliResult {
     let ServeArgs { port, root } = args;
     if !root.join("index.html").is_file() {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "{} has no index.html: run scripts/run, or pass --root with the page folder",
             root.display()
-        ));
+        )));
     }
     veritune::serve::serve(&root, port, |address| {
         println!(
@@ -35,7 +35,7 @@ pub(crate) fn serve(args: ServeArgs) -> CliResult {
             root.display()
         );
     })
-    .map_err(|e| format!("cannot serve on 127.0.0.1:{port}: {e}"))
+    .map_err(|source| CliError::Serve { port, source })
 }
 
 /// `veritune samples`.
@@ -67,7 +67,7 @@ fn write_image(path: &Path, image: &Image) -> CliResult {
         image.height() as u32,
         ::image::ExtendedColorType::Rgb8,
     )
-    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    .map_err(|e| CliError::write(path, std::io::Error::other(e)))
 }
 
 /// The photographs (in `data/photos/`) the page opens as the user's images
@@ -208,8 +208,7 @@ fn write_coco_labels<'a>(
             .collect(),
     };
     let path = folder.join("labels.json");
-    std::fs::write(&path, to_coco_json(&labels))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(&path, to_coco_json(&labels)).map_err(|e| CliError::write(&path, e))
 }
 
 /// The longest side of an image the page labels without scaling it down
@@ -218,13 +217,16 @@ const PAGE_MAX_SIDE: usize = 1024;
 
 /// Copies a photograph, or writes it scaled down to [`PAGE_MAX_SIDE`] when
 /// it is larger, so that the page never has to; returns the image as written.
-fn copy_photo(from: &Path, to: &Path) -> Result<Image, String> {
-    let image = read_image(from).map_err(|e| e.to_string())?;
+fn copy_photo(from: &Path, to: &Path) -> CliResult<Image> {
+    let image = read_image(from).map_err(CliError::failed)?;
     let (w, h) = (image.width(), image.height());
     let longest = w.max(h);
     if longest <= PAGE_MAX_SIDE {
-        std::fs::copy(from, to)
-            .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+        std::fs::copy(from, to).map_err(|source| CliError::Copy {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            source,
+        })?;
         return Ok(image);
     }
     let scaled = |side: usize| (side * PAGE_MAX_SIDE).div_ceil(longest).max(1);
@@ -234,7 +236,7 @@ fn copy_photo(from: &Path, to: &Path) -> Result<Image, String> {
 }
 
 fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
-    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(CliError::failed)?;
     let size = veritune::scenes::DEFAULT_SIZE;
     let folders = [root.join("samples/transfer"), root.join("samples/history")];
     for folder in &folders {
@@ -243,7 +245,7 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     // Held-out transfer scenes (never used for training) and the meta-model's own training scenes.
     let transfer_scenes = generator
         .scenes(Scenario::Transfer, Split::Test, transfer, 7, size)
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::failed)?;
     let mut names = Vec::new();
     let mut truth = Vec::new();
     for (i, scene) in transfer_scenes.iter().enumerate() {
@@ -258,7 +260,7 @@ fn write_samples(root: &Path, transfer: usize, history: usize) -> CliResult {
     write_coco_labels(&folders[0], &DIGIT_CLASSES.map(String::from), truth)?;
     let history_scenes = generator
         .scenes(Scenario::General, Split::Train, history, 0, size)
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::failed)?;
     let mut entries = Vec::new();
     for (i, scene) in history_scenes.iter().enumerate() {
         let file = format!("general-{i:02}.png");

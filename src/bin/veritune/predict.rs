@@ -13,7 +13,7 @@ use veritune::predict::{NMS_IOU, candidates};
 use veritune::with_any_detector;
 
 use crate::args::PredictArgs;
-use crate::io::{CliResult, load_model, progress, write_json};
+use crate::io::{CliError, CliResult, load_model, progress, write_json};
 
 /// `veritune predict`.
 pub(crate) fn run(args: PredictArgs) -> CliResult {
@@ -30,11 +30,11 @@ pub(crate) fn run(args: PredictArgs) -> CliResult {
 pub(crate) fn all_candidates<M: Detector>(
     model: &M,
     images: &[&Image],
-) -> Result<Vec<Vec<Detection>>, String> {
+) -> CliResult<Vec<Vec<Detection>>> {
     let bar = progress(images.len(), "predicting");
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(8) {
-        out.extend(pollster::block_on(candidates(model, chunk, 8))?);
+        out.extend(pollster::block_on(candidates(model, chunk, 8)).map_err(CliError::failed)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -69,7 +69,7 @@ fn predict(
     with_candidates: bool,
     output: Option<&Path>,
 ) -> CliResult {
-    check_threshold(threshold).map_err(|e| format!("{}: {e}", e.flag()))?;
+    check_threshold(threshold)?;
     with_any_detector!(&load_model(model, &Device::flex())?, model => {
         predict_with(model, images, threshold, with_candidates, output)
     })
@@ -87,7 +87,7 @@ fn predict_with<M: Detector>(
         .iter()
         .map(|p| read_image_file(p))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::failed)?;
     let refs: Vec<&Image> = decoded.iter().map(|file| &file.image).collect();
     let all = all_candidates(model, &refs)?;
     // Boxes in the file's own pixels (the image is smaller when downscaled).

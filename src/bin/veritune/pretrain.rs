@@ -9,16 +9,17 @@ use veritune::scenes::{Scenario, SceneGenerator, data_dir};
 
 use crate::args::PretrainArgs;
 use crate::io::{
-    CliResult, check_learning_rate, progress, read_json, read_model_bytes, write_json, write_model,
+    CliError, CliResult, check_learning_rate, progress, read_json, read_model_bytes, write_json,
+    write_model,
 };
 
 /// `veritune pretrain`.
 pub(crate) fn run(args: PretrainArgs) -> CliResult {
     if let (Some(_), Some(init)) = (args.width, &args.init) {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "--width sets the width of a detector made from random weights, and {} keeps its own: leave --width out",
             init.display()
-        ));
+        )));
     }
     pretrain(
         PretrainConfig {
@@ -39,13 +40,15 @@ pub(crate) fn run(args: PretrainArgs) -> CliResult {
 
 fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliResult {
     if config.steps == 0 || config.batch_size == 0 {
-        return Err("--steps and --batch-size must be at least 1".into());
+        return Err(CliError::usage(
+            "--steps and --batch-size must be at least 1",
+        ));
     }
     if !(0.0..=1.0).contains(&config.broad_share) {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "--broad-share is {}: give a share from 0 to 1",
             config.broad_share
-        ));
+        )));
     }
     check_learning_rate(config.learning_rate)?;
     let init = match &config.init {
@@ -53,13 +56,13 @@ fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliRe
             let bytes = read_model_bytes(Path::new(path))?;
             let model =
                 veritune::weights::load_fcos(&bytes, &veritune::pretrain::pretrain_device())
-                    .map_err(|e| format!("{path}: {e}"))?;
+                    .map_err(|e| CliError::invalid(path, e))?;
             let size = model.spec().input_size[0];
             if size != config.input_size {
-                return Err(format!(
+                return Err(CliError::usage(format!(
                     "{path} takes {size}-pixel inputs, pretraining makes {}-pixel scenes: give a digits model of that size",
                     config.input_size
-                ));
+                )));
             }
             config.width = model.config().width;
             Some(model)
@@ -68,7 +71,7 @@ fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliRe
             FcosConfig::new(vec!["digit".into()])
                 .with_width(config.width)
                 .check()
-                .map_err(|e| format!("--width: {e}"))?;
+                .map_err(|e| CliError::usage(format!("--width: {e}")))?;
             None
         }
     };
@@ -84,7 +87,7 @@ fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliRe
         }
         None => None,
     };
-    let generator = SceneGenerator::load(&data_dir()).map_err(|e| e.to_string())?;
+    let generator = SceneGenerator::load(&data_dir()).map_err(CliError::failed)?;
     let bar = progress(config.steps, "pretraining");
     let (model, train_seconds, final_loss) =
         veritune::pretrain::pretrain(&generator, &config, init, |step, _, loss| {
@@ -94,7 +97,7 @@ fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliRe
                 eprintln!("step {}/{}: loss {loss:.3}", step + 1, config.steps);
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::failed)?;
     bar.finish_and_clear();
     write_model(&model, output)?;
     let mut maps = Vec::new();
@@ -105,7 +108,8 @@ fn pretrain(mut config: PretrainConfig, output: &Path, manifest: &Path) -> CliRe
             scenario,
             config.seed,
             config.eval_scenes,
-        )?;
+        )
+        .map_err(CliError::failed)?;
         eprintln!(
             "veritune: {} mAP@0.5 on {} held-out scenes: {map:.4}",
             scenario.name(),
