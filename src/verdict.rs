@@ -88,6 +88,16 @@ impl ImageVerdicts {
         }
     }
 
+    /// The boxes the user vouches for: the confirmed and corrected shown
+    /// boxes (the correction where there is one), then the drawn ones.
+    pub fn user_labels(&self) -> Vec<LabeledBox> {
+        self.shown
+            .iter()
+            .filter_map(ShownBox::user_label)
+            .chain(self.drawn.iter().copied())
+            .collect()
+    }
+
     /// Whether every shown box has a judgement.
     pub fn is_reviewed(&self) -> bool {
         self.shown.iter().all(|b| b.judgement.is_some())

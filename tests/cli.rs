@@ -39,6 +39,7 @@ fn init_predict_finetune_eval() {
 
     let adapted = dir.join("adapted.bpk");
     let records = dir.join("steps.json");
+    let library = dir.join("library");
     let out = veritune(&[
         "finetune",
         "--model",
@@ -60,6 +61,8 @@ fn init_predict_finetune_eval() {
         adapted.to_str().unwrap(),
         "--records",
         records.to_str().unwrap(),
+        "--history-output",
+        library.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_ne!(
@@ -131,6 +134,54 @@ fn init_predict_finetune_eval() {
             members.len()
         )),
         "{stderr}"
+    );
+    // The updated library is written out, and the next run starts from it.
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(library.join("labels.json")).unwrap()).unwrap();
+    let written: Vec<&str> = labels["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|image| image["file_name"].as_str().unwrap())
+        .collect();
+    // The history images and the reviewed ones share their file names here:
+    // a reviewed member is written as reviewed-<file>.
+    let expected: Vec<String> = members
+        .iter()
+        .map(|name| {
+            let name = name.as_str().unwrap();
+            name.strip_prefix("history:")
+                .map_or(format!("reviewed-{name}"), String::from)
+        })
+        .collect();
+    assert_eq!(written, expected, "{update}");
+    assert!(written.iter().all(|file| library.join(file).is_file()));
+    assert!(!labels["annotations"].as_array().unwrap().is_empty());
+    let again = dir.join("again.bpk");
+    let out = veritune(&[
+        "finetune",
+        "--model",
+        adapted.to_str().unwrap(),
+        "--images",
+        transfer.to_str().unwrap(),
+        "--annotations",
+        annotations.to_str().unwrap(),
+        "--history-images",
+        library.to_str().unwrap(),
+        "--history-annotations",
+        library.join("labels.json").to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--output",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("{} samples", members.len() + 4)),
+        "the written library and the four reviewed images: {}",
+        text(&out.stderr)
     );
 
     let out = veritune(&[

@@ -115,6 +115,11 @@ pub(crate) struct FinetuneArgs {
     /// Ground truth of the history images (COCO JSON).
     #[arg(long, requires = "history_images")]
     pub history_annotations: Option<PathBuf>,
+    /// Write the history library as updated after the run to this folder:
+    /// its members' image files and their boxes in `labels.json` (COCO), to
+    /// pass as --history-images and --history-annotations next time.
+    #[arg(long, requires = "history_images")]
+    pub history_output: Option<PathBuf>,
     /// Mixing rule: symmetric (default), transfer-only, replay, agem, pcgrad, smooth.
     #[arg(long, default_value = "symmetric")]
     pub rule: MixingRule,

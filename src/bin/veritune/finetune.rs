@@ -17,6 +17,8 @@ use veritune::detector::{Detector, shown_detections};
 use veritune::fidelity::{
     Asked, EpochCheck, FidelityConfig, Tally, VerdictCheck, history_agreement, verdicts_honored,
 };
+use veritune::formats::coco::to_coco_json;
+use veritune::formats::{ImageLabels, LabelSet};
 use veritune::geometry::Detection;
 use veritune::geometry::LabeledBox;
 use veritune::history::HistoryPolicy;
@@ -32,7 +34,8 @@ use veritune::with_any_detector;
 
 use crate::args::FinetuneArgs;
 use crate::io::{
-    CliError, CliResult, load_model, log, matched_to_model, progress, write_json, write_model,
+    CliError, CliResult, create_dir, load_model, log, matched_to_model, progress, write_file,
+    write_json, write_model, write_text,
 };
 use crate::predict::all_candidates;
 
@@ -46,6 +49,7 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         simulate_user,
         history_images,
         history_annotations,
+        history_output,
         rule,
         head_only,
         freeze_backbone,
@@ -98,6 +102,7 @@ pub(crate) fn run(args: FinetuneArgs) -> CliResult {
         config,
         output: &output,
         records: records.as_deref(),
+        history_output: history_output.as_deref(),
     };
     let loaded = loaded.with_frozen_backbone(settings.freeze_backbone);
     with_any_detector!(&loaded, model => finetune_with(model.clone(), job))
@@ -124,6 +129,8 @@ struct FinetuneJob<'a> {
     config: TrainConfig,
     output: &'a Path,
     records: Option<&'a Path>,
+    /// Where to write the history library after its update.
+    history_output: Option<&'a Path>,
 }
 
 fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
@@ -316,6 +323,15 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
             update.evicted.len(),
             update.members.len()
         );
+        if let (Some(dir), Some((folder, _)), Some(library)) =
+            (args.history_output, &args.history, &history_set)
+        {
+            let sources = LibrarySources {
+                history: (folder, library),
+                reviewed: (args.images, &set, &verdicts),
+            };
+            write_history_library(dir, &update.members, &sources, &spec.class_names)?;
+        }
         Some(update)
     } else {
         None
@@ -493,6 +509,97 @@ fn fidelity_report<M: Detector>(
         history_agreement,
         not_honored,
     })
+}
+
+/// Where the history library's members come from: the history images with
+/// their ground truth, and the reviewed images with their verdicts (each set
+/// with its folder).
+struct LibrarySources<'a> {
+    history: (&'a Path, &'a AnnotatedSet),
+    reviewed: (&'a Path, &'a AnnotatedSet, &'a [ImageVerdicts]),
+}
+
+/// Writes the history library's `members` (names as the library gives them:
+/// `history:<file>` or a reviewed image's file) to `dir`, as a folder that
+/// `--history-images` and `--history-annotations` read back: each member's
+/// image file, copied, and `labels.json` (COCO, the model's classes) with
+/// its boxes in the file's pixels: a history image's ground truth, a
+/// reviewed image's confirmed, corrected and drawn boxes. A reviewed image
+/// named as a history member is written as `reviewed-<file>`.
+fn write_history_library(
+    dir: &Path,
+    members: &[String],
+    sources: &LibrarySources<'_>,
+    class_names: &[String],
+) -> CliResult {
+    let (history_folder, history) = sources.history;
+    let (reviewed_folder, reviewed, verdicts) = sources.reviewed;
+    let mut by_name: BTreeMap<String, (PathBuf, &AnnotatedImage, Vec<LabeledBox>)> = history
+        .images
+        .iter()
+        .map(|image| {
+            let source = history_folder.join(&image.file_name);
+            let entry = (source, image, image.boxes.clone());
+            (format!("history:{}", image.file_name), entry)
+        })
+        .collect();
+    for (image, verdicts) in reviewed.images.iter().zip(verdicts) {
+        let source = reviewed_folder.join(&image.file_name);
+        by_name.insert(
+            image.file_name.clone(),
+            (source, image, verdicts.user_labels()),
+        );
+    }
+    let history_files: Vec<&str> = members
+        .iter()
+        .filter_map(|name| name.strip_prefix("history:"))
+        .collect();
+    create_dir(dir)?;
+    let mut images = Vec::with_capacity(members.len());
+    for name in members {
+        let (source, image, boxes) = by_name.get(name).ok_or_else(|| {
+            CliError::failed(format!(
+                "the history library has a member '{name}' that is neither a history image nor a reviewed one"
+            ))
+        })?;
+        let file_name = match name.strip_prefix("history:") {
+            Some(file) => file.to_string(),
+            None if history_files.contains(&name.as_str()) => format!("reviewed-{name}"),
+            None => name.clone(),
+        };
+        let target = dir.join(&file_name);
+        if let Some(parent) = target.parent() {
+            create_dir(parent)?;
+        }
+        let bytes = std::fs::read(source).map_err(|e| CliError::read(source, e))?;
+        write_file(&target, &bytes)?;
+        let (sx, sy) = file_scale(image.file_size, &image.image);
+        images.push(ImageLabels {
+            file_name,
+            width: image.file_size.0 as u32,
+            height: image.file_size.1 as u32,
+            boxes: boxes
+                .iter()
+                .map(|b| LabeledBox {
+                    bbox: b.bbox.scale(1.0 / sx, 1.0 / sy),
+                    ..*b
+                })
+                .collect(),
+        });
+    }
+    let labels = LabelSet {
+        class_names: class_names.to_vec(),
+        images,
+    };
+    write_text(&dir.join("labels.json"), &to_coco_json(&labels))?;
+    eprintln!(
+        "veritune: the history library ({} samples) written to {}: pass --history-images {} --history-annotations {} next time",
+        members.len(),
+        dir.display(),
+        dir.display(),
+        dir.join("labels.json").display()
+    );
+    Ok(())
 }
 
 /// The size of an image as loaded (where its annotations' boxes are).
