@@ -567,6 +567,34 @@ mod tests {
     }
 
     #[test]
+    fn the_user_labels_are_the_confirmed_the_corrections_and_the_drawn_boxes() {
+        let confirmed = det(0.0, 0.0, 10.0, 10.0, 1, 0.9);
+        let corrected = det(20.0, 0.0, 30.0, 10.0, 1, 0.8);
+        let correction = LabeledBox {
+            bbox: BBox::new(21.0, 1.0, 31.0, 11.0),
+            class: 2,
+        };
+        let rejected = det(40.0, 0.0, 50.0, 10.0, 0, 0.7);
+        let drawn = LabeledBox {
+            bbox: BBox::new(60.0, 0.0, 70.0, 10.0),
+            class: 0,
+        };
+        let v = verdicts(
+            vec![
+                judged(confirmed, Judgement::Confirmed),
+                judged(corrected, Judgement::Corrected { label: correction }),
+                judged(rejected, Judgement::Rejected),
+                ShownBox::unjudged(det(80.0, 0.0, 90.0, 10.0, 0, 0.6)),
+            ],
+            vec![drawn],
+        );
+        assert_eq!(
+            v.user_labels(),
+            vec![confirmed.labeled(), correction, drawn]
+        );
+    }
+
+    #[test]
     fn confirmed_box_is_relabelled_by_the_most_confident_weak_candidate() {
         let shown = det(10.0, 10.0, 50.0, 50.0, 3, 0.9);
         let candidates = [
