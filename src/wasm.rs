@@ -603,6 +603,15 @@ impl Session {
         self.base_hash.clone()
     }
 
+    /// The settings of a run the page asks for, the current detector's
+    /// defaults filled in and every option checked.
+    fn settings(&self, request: &TrainRequest) -> Result<TrainSettings, JsError> {
+        request
+            .options()?
+            .settings(&self.current_model()?)
+            .map_err(error)
+    }
+
     fn current_model(&self) -> Result<AnyDetector, JsError> {
         self.inner
             .borrow()
@@ -618,11 +627,7 @@ impl Session {
     #[wasm_bindgen(js_name = trainSettings)]
     pub fn train_settings(&self, options: JsValue) -> Result<JsValue, JsError> {
         let request: TrainRequest = from_js(options, "the training options")?;
-        let settings = request
-            .options()?
-            .settings(&self.current_model()?)
-            .map_err(error)?;
-        to_js(&TrainSettingsJs::from(settings))
+        to_js(&TrainSettingsJs::from(self.settings(&request)?))
     }
 
     /// Boxes on an RGBA image: `{shown, candidates}` in image pixels.
@@ -814,10 +819,7 @@ impl Session {
         on_step: js_sys::Function,
     ) -> Result<JsValue, JsError> {
         let request: TrainRequest = from_js(options, "the training options")?;
-        let settings = request
-            .options()?
-            .settings(&self.current_model()?)
-            .map_err(error)?;
+        let settings = self.settings(&request)?;
         let config = settings.train_config();
         let fidelity = FidelityConfig {
             score_threshold: settings.threshold,
