@@ -177,6 +177,10 @@ pub enum TrainError {
         /// What it must be ("above zero", "not below zero").
         range: &'static str,
     },
+    /// The caller's work between steps failed (reporting a step, checking
+    /// the verdicts after an epoch, saving a checkpoint).
+    #[error("{0}")]
+    Caller(String),
     /// A tensor could not be read back from the device.
     #[error("reading results from the device failed: {0}")]
     Device(String),
@@ -440,6 +444,67 @@ pub enum Control {
     Cancel,
 }
 
+/// What a round asks its caller between steps ([`run_round`]).
+pub trait RoundHooks<M: Detector> {
+    /// At the end of every epoch but the last, with the model and the
+    /// epochs done: [`Control::Cancel`] ends the round there, as reached
+    /// rather than cancelled (`config.epochs` is then a budget). Called
+    /// before [`RoundHooks::after_step`] of the step that ended the epoch.
+    fn after_epoch(
+        &mut self,
+        model: &M,
+        epochs: usize,
+    ) -> impl Future<Output = Result<Control, TrainError>>;
+
+    /// After every step, with its record, the steps done and planned, and
+    /// the model after it: [`Control::Cancel`] stops the round (cancelled).
+    fn after_step(
+        &mut self,
+        record: &StepRecord,
+        done: usize,
+        total: usize,
+        model: &M,
+    ) -> impl Future<Output = Result<Control, TrainError>>;
+}
+
+/// Runs a round step by step, asking `hooks` between steps; the same loop
+/// natively (blocked on) and in the browser (awaited between the page's
+/// events).
+pub async fn run_round<M: Detector>(
+    model: M,
+    config: TrainConfig,
+    transfer: &[Sample],
+    history: &mut HistoryLibrary<Sample>,
+    hooks: &mut impl RoundHooks<M>,
+) -> Result<TrainOutcome<M>, TrainError> {
+    let mut run = TrainingRun::new(model, config, transfer, history)?;
+    let total = run.total_steps();
+    let mut records = Vec::with_capacity(total);
+    let mut cancelled = false;
+    while let Some(record) = run.step().await? {
+        let epoch_ended = record.epoch < run.epochs_done();
+        let reached = epoch_ended
+            && !run.is_finished()
+            && hooks.after_epoch(run.model(), run.epochs_done()).await? == Control::Cancel;
+        let control = hooks
+            .after_step(&record, run.steps_done(), total, run.model())
+            .await?;
+        records.push(record);
+        if run.is_finished() || reached {
+            break;
+        }
+        if control == Control::Cancel {
+            cancelled = true;
+            break;
+        }
+    }
+    Ok(TrainOutcome {
+        model: run.into_model(),
+        records,
+        cancelled,
+    })
+}
+
 /// Runs a whole round natively, calling `on_step` after every step with the
 /// record and the total number of steps.
 pub fn train<M: Detector>(
@@ -456,40 +521,47 @@ pub fn train<M: Detector>(
 
 /// Runs a round natively as [`train`] does, and at the end of every epoch
 /// but the last asks `after_epoch` (with the model and the epochs done)
-/// whether to go on: [`Control::Cancel`] there ends the round early, as
-/// reached rather than cancelled (`config.epochs` is then a budget).
+/// whether to go on, as [`RoundHooks::after_epoch`].
 pub fn train_until<M: Detector>(
     model: M,
     config: TrainConfig,
     transfer: &[Sample],
     history: &mut HistoryLibrary<Sample>,
-    mut on_step: impl FnMut(&StepRecord, usize) -> Control,
-    mut after_epoch: impl FnMut(&M, usize) -> Control,
+    on_step: impl FnMut(&StepRecord, usize) -> Control,
+    after_epoch: impl FnMut(&M, usize) -> Control,
 ) -> Result<TrainOutcome<M>, TrainError> {
-    let mut run = TrainingRun::new(model, config, transfer, history)?;
-    let total = run.total_steps();
-    let mut records = Vec::with_capacity(total);
-    let mut cancelled = false;
-    while let Some(record) = pollster::block_on(run.step())? {
-        let epoch_ended = record.epoch < run.epochs_done();
-        let control = on_step(&record, total);
-        records.push(record);
-        if run.is_finished() {
-            break;
-        }
-        if control == Control::Cancel {
-            cancelled = true;
-            break;
-        }
-        if epoch_ended && after_epoch(run.model(), run.epochs_done()) == Control::Cancel {
-            break;
-        }
+    let mut hooks = BlockingHooks {
+        on_step,
+        after_epoch,
+    };
+    pollster::block_on(run_round(model, config, transfer, history, &mut hooks))
+}
+
+/// [`RoundHooks`] from two plain callbacks, for [`train_until`].
+struct BlockingHooks<S, E> {
+    on_step: S,
+    after_epoch: E,
+}
+
+impl<M, S, E> RoundHooks<M> for BlockingHooks<S, E>
+where
+    M: Detector,
+    S: FnMut(&StepRecord, usize) -> Control,
+    E: FnMut(&M, usize) -> Control,
+{
+    async fn after_epoch(&mut self, model: &M, epochs: usize) -> Result<Control, TrainError> {
+        Ok((self.after_epoch)(model, epochs))
     }
-    Ok(TrainOutcome {
-        model: run.into_model(),
-        records,
-        cancelled,
-    })
+
+    async fn after_step(
+        &mut self,
+        record: &StepRecord,
+        _done: usize,
+        total: usize,
+        _model: &M,
+    ) -> Result<Control, TrainError> {
+        Ok((self.on_step)(record, total))
+    }
 }
 
 /// Mean detection loss of `model` over `samples` without gradients, in

@@ -22,22 +22,23 @@ use wasm_bindgen::prelude::*;
 use crate::app::library::NamedHistory;
 use crate::app::options::{self, TrainOptions, TrainSettings};
 use crate::app::review::Reviewer;
+use crate::app::run::{StepDone, StepReporter, UntilHonored, run};
 use crate::detector::{Detector, input_batch, model_device, shown_detections, shown_indices};
-use crate::fidelity::{EpochCheck, FidelityConfig, check_image, verdicts_honored};
+use crate::fidelity::{EpochCheck, FidelityConfig, check_image};
 use crate::formats::coco::to_coco_json;
 use crate::formats::import::{SkippedClass, import_labels};
 use crate::formats::voc::write_voc;
 use crate::formats::yolo::write_yolo;
 use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
 use crate::geometry::{Detection, LabeledBox};
-use crate::history::{HistoryLibrary, HistoryPolicy};
+use crate::history::HistoryPolicy;
 use crate::image::Image;
 use crate::mixing::MixingRule;
-use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates, check_reviewed};
+use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::simulate::{Simulated, simulated_judgements};
-use crate::trainer::{StepRecord, TrainConfig, TrainingRun, sample_gradient};
+use crate::trainer::{Control, StepRecord, TrainError, sample_gradient};
 use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig};
 use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
 use crate::zip::write_zip;
@@ -182,9 +183,14 @@ fn error(message: impl std::fmt::Display) -> JsError {
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    json(value).map_err(error)
+}
+
+/// `value` as a plain JavaScript value (objects, not maps).
+fn json<T: Serialize>(value: &T) -> Result<JsValue, String> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(error)
+        .map_err(|e| e.to_string())
 }
 
 fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsError> {
@@ -372,12 +378,60 @@ struct TrainResult {
     epoch_checks: Vec<EpochCheck>,
 }
 
-/// What [`Session::run_training`] ends with.
-struct RunOutcome {
-    model: AnyDetector,
-    records: Vec<StepRecord>,
-    cancelled: bool,
-    epoch_checks: Vec<EpochCheck>,
+/// Follows a run for the page: each step goes to its callback (with the
+/// weights after it when the page keeps checkpoints), then the page's events
+/// run, then a cancel is read before the next step.
+struct PageReporter<'a> {
+    on_step: &'a js_sys::Function,
+    checkpoint: bool,
+    cancel: &'a Cell<bool>,
+}
+
+impl PageReporter<'_> {
+    /// The callback's arguments for `step`: `(record, done, total, weights, check)`.
+    async fn arguments<M: Detector + Into<AnyDetector>>(
+        &self,
+        step: &StepDone<'_, M>,
+    ) -> Result<js_sys::Array, String> {
+        let weights = if self.checkpoint {
+            let model: AnyDetector = step.model.clone().into();
+            let bytes = model
+                .save(WeightsFormat::Burnpack)
+                .await
+                .map_err(|e| e.to_string())?;
+            js_sys::Uint8Array::from(bytes.as_slice()).into()
+        } else {
+            JsValue::UNDEFINED
+        };
+        let check = match &step.check {
+            Some(check) => json(check)?,
+            None => JsValue::UNDEFINED,
+        };
+        Ok(js_sys::Array::of5(
+            &json(step.record)?,
+            &JsValue::from(step.done),
+            &JsValue::from(step.total),
+            &weights,
+            &check,
+        ))
+    }
+}
+
+impl<M: Detector + Into<AnyDetector>> StepReporter<M> for PageReporter<'_> {
+    async fn report(&mut self, step: StepDone<'_, M>) -> Result<Control, TrainError> {
+        let arguments = self.arguments(&step).await.map_err(TrainError::Caller)?;
+        self.on_step
+            .apply(&JsValue::NULL, &arguments)
+            .map_err(|e| TrainError::Caller(format!("the progress callback failed: {e:?}")))?;
+        // The yield lets a cancel in (a click on the page, a message in the
+        // worker); it is read before the next step starts.
+        yield_to_page().await;
+        Ok(if self.cancel.get() {
+            Control::Cancel
+        } else {
+            Control::Continue
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -433,80 +487,6 @@ struct ImportResult {
 /// The session's helpers that JavaScript does not see (wasm-bindgen exports
 /// no generic methods).
 impl Session {
-    #[allow(clippy::too_many_arguments)] // one run's inputs, as `train` gathers them
-    async fn run_training<M: Detector + Into<AnyDetector>>(
-        &self,
-        model: M,
-        config: TrainConfig,
-        transfer: &[Sample],
-        history: &mut HistoryLibrary<Sample>,
-        checkpoint: bool,
-        until_honored: Option<(&[Reviewed<'_>], FidelityConfig)>,
-        on_step: &js_sys::Function,
-    ) -> Result<RunOutcome, JsError> {
-        let mut run = TrainingRun::new(model, config, transfer, history).map_err(error)?;
-        let total = run.total_steps();
-        let mut records = Vec::with_capacity(total);
-        let mut epoch_checks = Vec::new();
-        let outcome = |run: TrainingRun<'_, M>, records, cancelled, epoch_checks| RunOutcome {
-            model: run.into_model().into(),
-            records,
-            cancelled,
-            epoch_checks,
-        };
-        while let Some(record) = run.step().await.map_err(error)? {
-            let epoch_ended = record.epoch < run.epochs_done();
-            let value = to_js(&record)?;
-            records.push(record);
-            let check = match until_honored {
-                Some((reviewed, config)) if epoch_ended && !run.is_finished() => {
-                    // A forward pass over the reviewed images, no backward.
-                    let checks = check_reviewed(run.model(), reviewed, &config, 8)
-                        .await
-                        .map_err(|e| error(format!("checking the verdicts failed: {e}")))?;
-                    let check = EpochCheck {
-                        epochs: run.epochs_done(),
-                        verdicts_honored: verdicts_honored(checks.iter().map(Vec::as_slice)),
-                    };
-                    epoch_checks.push(check);
-                    Some(check)
-                }
-                _ => None,
-            };
-            let weights = if checkpoint {
-                let model: AnyDetector = run.model().clone().into();
-                let bytes = model.save(WeightsFormat::Burnpack).await.map_err(error)?;
-                js_sys::Uint8Array::from(bytes.as_slice()).into()
-            } else {
-                JsValue::UNDEFINED
-            };
-            let check_value = match &check {
-                Some(check) => to_js(check)?,
-                None => JsValue::UNDEFINED,
-            };
-            let args = js_sys::Array::of5(
-                &value,
-                &JsValue::from(run.steps_done()),
-                &JsValue::from(total),
-                &weights,
-                &check_value,
-            );
-            on_step
-                .apply(&JsValue::NULL, &args)
-                .map_err(|e| error(format!("the progress callback failed: {e:?}")))?;
-            if check.is_some_and(|c| c.verdicts_honored.all()) {
-                return Ok(outcome(run, records, false, epoch_checks));
-            }
-            // The yield lets a cancel in (a click on the page, a message in
-            // the worker); it is read before the next step starts.
-            yield_to_page().await;
-            if self.cancel.get() && !run.is_finished() {
-                return Ok(outcome(run, records, true, epoch_checks));
-            }
-        }
-        Ok(outcome(run, records, false, epoch_checks))
-    }
-
     /// The verified sample `id`.
     fn sample(&self, id: &str) -> Result<Sample, JsError> {
         self.inner
@@ -849,37 +829,43 @@ impl Session {
                 size: *size,
             })
             .collect();
-        let until_honored = settings
-            .until_honored
-            .then_some((reviewed.as_slice(), fidelity));
+        let until_honored = settings.until_honored.then_some(UntilHonored {
+            reviewed: &reviewed,
+            config: fidelity,
+        });
         let model = model.with_frozen_backbone(settings.freeze_backbone);
         self.cancel.set(false);
+        let mut reporter = PageReporter {
+            on_step: &on_step,
+            checkpoint: request.checkpoint,
+            cancel: &self.cancel,
+        };
         let result = with_any_detector!(&model, model => {
-            self.run_training(
+            run(
                 model.clone(),
                 config,
                 &transfer,
                 history.library_mut(),
-                request.checkpoint,
                 until_honored,
-                &on_step,
+                &mut reporter,
             )
             .await
+            .map(|outcome| (AnyDetector::from(outcome.model), outcome.records, outcome.cancelled, outcome.epoch_checks))
         });
         let mut inner = self.inner.borrow_mut();
         inner.history = history;
         match result {
-            Ok(outcome) => {
-                inner.model = Some(outcome.model);
+            Ok((trained, records, cancelled, epoch_checks)) => {
+                inner.model = Some(trained);
                 to_js(&TrainResult {
-                    records: outcome.records,
-                    cancelled: outcome.cancelled,
-                    epoch_checks: outcome.epoch_checks,
+                    records,
+                    cancelled,
+                    epoch_checks,
                 })
             }
             Err(e) => {
                 inner.model = Some(model);
-                Err(e)
+                Err(error(e))
             }
         }
     }

@@ -5,3 +5,4 @@
 pub mod library;
 pub mod options;
 pub mod review;
+pub mod run;

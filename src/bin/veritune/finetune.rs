@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use indicatif::ProgressBar;
 use serde::Serialize;
 use veritune::app::library::{NamedHistory, NamedUpdate};
 use veritune::app::options::TrainOptions;
 use veritune::app::review::{Review, Reviewer};
+use veritune::app::run::{self as training_run, StepDone, StepReporter, UntilHonored};
 use veritune::dataset::{
     AnnotatedImage, AnnotatedSet, file_scale, read_annotated_set, read_verdicts,
 };
@@ -27,7 +29,7 @@ use veritune::mixing::MixScope;
 use veritune::predict::{NMS_IOU, Reviewed, check_reviewed};
 use veritune::sample::Sample;
 use veritune::simulate::simulated_verdicts;
-use veritune::trainer::{Control, StepRecord, TrainConfig, train_until};
+use veritune::trainer::{Control, StepRecord, TrainConfig, TrainError};
 use veritune::verdict::{ConfirmedLabel, ImageVerdicts, TargetConfig};
 use veritune::weights::StoredDetector;
 use veritune::with_any_detector;
@@ -200,75 +202,29 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
             "veritune: no history library given (--history-images, --history-annotations): this is plain fine-tuning"
         );
     }
-    let bar = progress(0, "training");
     let budget = args.config.epochs;
-    let mut epoch_checks: Vec<EpochCheck> = Vec::new();
-    let mut check_failed = None;
-    let outcome = train_until(
+    let fidelity_config = FidelityConfig {
+        score_threshold: args.threshold,
+        ..FidelityConfig::default()
+    };
+    let reviewed = reviewed_images(&set, &verdicts);
+    let until_honored = args.until_honored.then_some(UntilHonored {
+        reviewed: &reviewed,
+        config: fidelity_config,
+    });
+    let mut reporter = ProgressReporter {
+        bar: progress(0, "training"),
+    };
+    let outcome = pollster::block_on(training_run::run(
         model,
         args.config,
         &transfer,
         history.library_mut(),
-        |record, total| {
-            bar.set_length(total as u64);
-            bar.set_message(format!(
-                "epoch {} loss {:.3} s {:+.2}",
-                record.epoch + 1,
-                record.transfer_loss,
-                record.mix.similarity
-            ));
-            if let Some(reason) = record.skipped {
-                log(
-                    &bar,
-                    format!(
-                        "veritune: step {} (epoch {}) skipped: {reason}; the weights were kept as they were and training goes on",
-                        record.step + 1,
-                        record.epoch + 1
-                    ),
-                );
-            }
-            bar.inc(1);
-            Control::Continue
-        },
-        |model, epochs| {
-            if !args.until_honored {
-                return Control::Continue;
-            }
-            // A forward pass over the reviewed images, no backward.
-            match fidelity_report(model, &set, &verdicts, None, args.threshold) {
-                Ok(report) => {
-                    let honored = report.verdicts_honored;
-                    log(
-                        &bar,
-                        format!(
-                            "veritune: after epoch {epochs}: {} of {} verdicts honored",
-                            honored.passed, honored.total
-                        ),
-                    );
-                    epoch_checks.push(EpochCheck {
-                        epochs,
-                        verdicts_honored: honored,
-                    });
-                    if honored.all() {
-                        Control::Cancel
-                    } else {
-                        Control::Continue
-                    }
-                }
-                Err(e) => {
-                    check_failed = Some(e);
-                    Control::Cancel
-                }
-            }
-        },
-    )
+        until_honored,
+        &mut reporter,
+    ))
     .map_err(CliError::failed)?;
-    bar.finish_and_clear();
-    if let Some(e) = check_failed {
-        return Err(CliError::failed(format!(
-            "checking the verdicts after an epoch failed: {e}"
-        )));
-    }
+    reporter.bar.finish_and_clear();
     let skipped = outcome
         .records
         .iter()
@@ -355,7 +311,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         write_json(
             &FinetuneRecords {
                 steps: &outcome.records,
-                epoch_checks: &epoch_checks,
+                epoch_checks: &outcome.epoch_checks,
                 fidelity: &fidelity,
                 history_update: history_update.as_ref(),
             },
@@ -457,16 +413,7 @@ fn fidelity_report<M: Detector>(
             .map(|c| shown_detections(c, threshold, NMS_IOU))
             .collect())
     };
-    let reviewed: Vec<Reviewed> = set
-        .images
-        .iter()
-        .zip(verdicts)
-        .map(|(image, verdicts)| Reviewed {
-            image: &image.image,
-            verdicts,
-            size: [image.image.width(), image.image.height()],
-        })
-        .collect();
+    let reviewed = reviewed_images(set, verdicts);
     let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))
         .map_err(CliError::failed)?;
     let not_honored = set
@@ -600,6 +547,60 @@ fn write_history_library(
         dir.join("labels.json").display()
     );
     Ok(())
+}
+
+/// The reviewed images of `set` with their verdicts, in the loaded images' pixels.
+fn reviewed_images<'a>(set: &'a AnnotatedSet, verdicts: &'a [ImageVerdicts]) -> Vec<Reviewed<'a>> {
+    set.images
+        .iter()
+        .zip(verdicts)
+        .map(|(image, verdicts)| Reviewed {
+            image: &image.image,
+            verdicts,
+            size: loaded_size(image),
+        })
+        .collect()
+}
+
+/// Follows a run on a progress bar: the loss and similarity of each step, a
+/// skipped step, and the verdicts honored after each epoch when training
+/// until they all are.
+struct ProgressReporter {
+    bar: ProgressBar,
+}
+
+impl<M> StepReporter<M> for ProgressReporter {
+    async fn report(&mut self, step: StepDone<'_, M>) -> Result<Control, TrainError> {
+        let (bar, record) = (&self.bar, step.record);
+        bar.set_length(step.total as u64);
+        bar.set_message(format!(
+            "epoch {} loss {:.3} s {:+.2}",
+            record.epoch + 1,
+            record.transfer_loss,
+            record.mix.similarity
+        ));
+        if let Some(reason) = record.skipped {
+            log(
+                bar,
+                format!(
+                    "veritune: step {} (epoch {}) skipped: {reason}; the weights were kept as they were and training goes on",
+                    record.step + 1,
+                    record.epoch + 1
+                ),
+            );
+        }
+        if let Some(check) = step.check {
+            log(
+                bar,
+                format!(
+                    "veritune: after epoch {}: {} of {} verdicts honored",
+                    check.epochs, check.verdicts_honored.passed, check.verdicts_honored.total
+                ),
+            );
+        }
+        bar.set_position(step.done as u64);
+        Ok(Control::Continue)
+    }
 }
 
 /// The size of an image as loaded (where its annotations' boxes are).
