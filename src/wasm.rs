@@ -12,24 +12,22 @@
 //! whatever is pending.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::app::labels;
 use crate::app::library::NamedHistory;
 use crate::app::options::{self, TrainOptions, TrainSettings};
 use crate::app::review::Reviewer;
 use crate::app::run::{StepDone, StepReporter, UntilHonored, run};
 use crate::detector::{Detector, input_batch, model_device, shown_detections, shown_indices};
 use crate::fidelity::{EpochCheck, FidelityConfig, check_image};
-use crate::formats::coco::to_coco_json;
-use crate::formats::import::{SkippedClass, import_labels};
-use crate::formats::voc::write_voc;
-use crate::formats::yolo::write_yolo;
-use crate::formats::{Format, ImageSize, LabelSet, TextFile, labels_from_verdicts};
+use crate::formats::import::SkippedClass;
+use crate::formats::{Format, TextFile};
 use crate::geometry::{Detection, LabeledBox};
 use crate::history::HistoryPolicy;
 use crate::image::Image;
@@ -37,14 +35,9 @@ use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
-use crate::simulate::{Simulated, simulated_judgements};
 use crate::trainer::{Control, StepRecord, TrainError, sample_gradient};
 use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig};
 use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
-use crate::zip::write_zip;
-
-/// The IoU at which an imported object counts as the shown box it overlaps.
-const IMPORT_IOU: f32 = 0.5;
 
 /// Forwards warnings and errors of the `log` crate (burn and cubecl report
 /// WebGPU shader and validation failures there) to the browser console.
@@ -439,11 +432,11 @@ struct SampleResult {
     categories: Vec<Category>,
 }
 
-/// A reviewed image for label export: its name, working and original size
-/// (boxes are in working pixels) and verdicts.
+/// A reviewed image for label export as the page sends it: its name,
+/// working and original size (boxes are in working pixels) and verdicts.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewedImage {
+struct ReviewedImageJs {
     name: String,
     width: u32,
     height: u32,
@@ -452,36 +445,76 @@ struct ReviewedImage {
     verdicts: ImageVerdicts,
 }
 
-/// An open image for label import: its name, working size and the boxes
-/// shown on it.
+impl From<ReviewedImageJs> for labels::ReviewedImage {
+    fn from(image: ReviewedImageJs) -> Self {
+        Self {
+            name: image.name,
+            size: [image.width, image.height],
+            original: [image.original_width, image.original_height],
+            verdicts: image.verdicts,
+        }
+    }
+}
+
+/// An open image for label import as the page sends it: its name, working
+/// size and the boxes shown on it.
 #[derive(Deserialize)]
-struct OpenImage {
+struct OpenImageJs {
     name: String,
     width: u32,
     height: u32,
     shown: Vec<Detection>,
 }
 
-/// Verdicts an import gives one open image.
+impl From<OpenImageJs> for labels::OpenImage {
+    fn from(image: OpenImageJs) -> Self {
+        Self {
+            name: image.name,
+            size: [image.width, image.height],
+            shown: image.shown,
+        }
+    }
+}
+
+/// The verdicts an import gives one open image, for the page.
 #[derive(Serialize)]
-struct ImportedVerdicts {
-    /// Index among the open images passed.
+struct ImportedVerdictsJs {
     index: usize,
-    /// How many imported objects the image has.
     objects: usize,
-    /// One per shown box, in the order passed.
     judgements: Vec<Judgement>,
     drawn: Vec<LabeledBox>,
 }
 
+/// What label files give the open images, for the page.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ImportResult {
     format: &'static str,
-    images: Vec<ImportedVerdicts>,
+    images: Vec<ImportedVerdictsJs>,
     not_open: Vec<String>,
     repeated: Vec<String>,
     unknown_classes: Vec<SkippedClass>,
+}
+
+impl From<labels::VerdictImport> for ImportResult {
+    fn from(import: labels::VerdictImport) -> Self {
+        Self {
+            format: import.format.name(),
+            images: import
+                .images
+                .into_iter()
+                .map(|image| ImportedVerdictsJs {
+                    index: image.index,
+                    objects: image.objects,
+                    judgements: image.judgements,
+                    drawn: image.drawn,
+                })
+                .collect(),
+            not_open: import.not_open,
+            repeated: import.repeated,
+            unknown_classes: import.unknown_classes,
+        }
+    }
 }
 
 /// The session's helpers that JavaScript does not see (wasm-bindgen exports
@@ -953,49 +986,12 @@ impl Session {
     #[wasm_bindgen(js_name = exportLabels)]
     pub fn export_labels(&self, format: String, images: JsValue) -> Result<Vec<u8>, JsError> {
         let format: Format = format.parse().map_err(error)?;
-        let images: Vec<ReviewedImage> = from_js(images, "the reviewed images")?;
-        let mut verdicts = BTreeMap::new();
-        let mut sizes = Vec::with_capacity(images.len());
-        let mut originals = HashMap::with_capacity(images.len());
-        for image in images {
-            if verdicts.contains_key(&image.name) {
-                return Err(error(format!(
-                    "two images are named '{}', and label files are named after their images: rename one of the files and open it again",
-                    image.name
-                )));
-            }
-            sizes.push(ImageSize {
-                file_name: image.name.clone(),
-                width: image.width,
-                height: image.height,
-            });
-            originals.insert(
-                image.name.clone(),
-                (image.original_width, image.original_height),
-            );
-            verdicts.insert(image.name, image.verdicts);
-        }
-        let set = labels_from_verdicts(&self.class_names, &sizes, &verdicts).map_err(error)?;
-        let set = LabelSet {
-            images: set
-                .images
-                .iter()
-                .map(|labels| {
-                    let (width, height) = originals
-                        .get(&labels.file_name)
-                        .copied()
-                        .unwrap_or((labels.width, labels.height));
-                    labels.resized(width, height)
-                })
-                .collect(),
-            class_names: set.class_names,
-        };
-        let files = match format {
-            Format::Coco => return Ok((to_coco_json(&set) + "\n").into_bytes()),
-            Format::Yolo => write_yolo(&set).map_err(error)?,
-            Format::Voc => write_voc(&set).map_err(error)?,
-        };
-        write_zip(files.iter().map(|f| (f.name.as_str(), f.text.as_bytes()))).map_err(error)
+        let images: Vec<ReviewedImageJs> = from_js(images, "the reviewed images")?;
+        let images = images
+            .into_iter()
+            .map(labels::ReviewedImage::from)
+            .collect();
+        labels::export_labels(&self.class_names, format, images).map_err(error)
     }
 
     /// Verdicts from label files (`[{name, text}]`: one COCO JSON, YOLO
@@ -1010,39 +1006,9 @@ impl Session {
     #[wasm_bindgen(js_name = importLabels)]
     pub fn import_label_files(&self, files: JsValue, images: JsValue) -> Result<JsValue, JsError> {
         let files: Vec<TextFile> = from_js(files, "the label files")?;
-        let images: Vec<OpenImage> = from_js(images, "the open images")?;
-        let sizes: Vec<ImageSize> = images
-            .iter()
-            .map(|image| ImageSize {
-                file_name: image.name.clone(),
-                width: image.width,
-                height: image.height,
-            })
-            .collect();
-        let import = import_labels(&files, &sizes, &self.class_names).map_err(error)?;
-        let verdicts = import
-            .images
-            .into_iter()
-            .map(|imported| {
-                let Simulated { judgements, drawn } = simulated_judgements(
-                    &images[imported.index].shown,
-                    &imported.boxes,
-                    IMPORT_IOU,
-                );
-                ImportedVerdicts {
-                    index: imported.index,
-                    objects: imported.boxes.len(),
-                    judgements,
-                    drawn,
-                }
-            })
-            .collect();
-        to_js(&ImportResult {
-            format: import.format.name(),
-            images: verdicts,
-            not_open: import.not_open,
-            repeated: import.repeated,
-            unknown_classes: import.unknown_classes,
-        })
+        let images: Vec<OpenImageJs> = from_js(images, "the open images")?;
+        let open: Vec<labels::OpenImage> = images.into_iter().map(Into::into).collect();
+        let import = labels::import_verdicts(&files, &open, &self.class_names).map_err(error)?;
+        to_js(&ImportResult::from(import))
     }
 }
