@@ -2506,11 +2506,6 @@ function startHistoryLoad() {
   return historyReady;
 }
 
-/**
- * The GPU device was lost (a driver reset, an unplugged GPU): a CPU session
- * takes over from the weights after the last completed step, with every verdict and the
- * history samples; the images are predicted again on the CPU.
- */
 /** Starts an engine (a session in its worker) whose crash and device loss reach the page. */
 function startEngine(bytes, preferWebgpu) {
   return Engine.create(ASSETS.pkg, bytes, preferWebgpu, { onCrash: onEngineCrash, onDeviceLost: switchToCpu });
@@ -2520,6 +2515,11 @@ function onEngineCrash(message) {
   globalThis.__veritunePanic(message);
 }
 
+/**
+ * The GPU device was lost (a driver reset, an unplugged GPU): a CPU session
+ * takes over from the weights after the last completed step, with every verdict and the
+ * history samples; the images are predicted again on the CPU.
+ */
 async function switchToCpu(info) {
   if (gpuLost || crashMessage || facts.backend !== 'webgpu' || !wasm) return;
   const why = String(info.message || info.reason || 'no reason given').replace(/[.\s]+$/, '');
