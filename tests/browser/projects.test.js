@@ -76,6 +76,8 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
     await waitImage(page, 2);
     await page.locator('#confirm-all').click();
     await page.waitForFunction(() => document.getElementById('count-samples').textContent === '2');
+    // The thumbnails' states, once the prediction pass (in the engine's worker, beside the user) is over.
+    await page.waitForFunction(() => !document.body.dataset.predicting);
 
     const before = {
       counters: await counters(page),
@@ -105,10 +107,10 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
     assert.equal(await page.locator('#threshold').inputValue(), before.threshold);
     assert.equal(await page.locator('#rule').inputValue(), 'pcgrad');
     assert.equal(await page.locator('#epochs').inputValue(), '3');
+    await page.waitForFunction(() => !document.body.dataset.predicting);
     assert.deepEqual(await thumbStates(page), before.thumbs);
     assert.match(await page.locator('#status').innerText(), /Resumed “Project 1”/);
     // Not offered as new: the same model predicts the same boxes.
-    await page.waitForFunction(() => !document.body.dataset.predicting);
     assert.ok(await page.locator('#rereview').isHidden());
     await page.locator('#next-image').click();
     await waitImage(page, 2);
@@ -333,6 +335,8 @@ describe('projects, undo, keyboard', { timeout: 6 * WAIT_MS + 2 * TRAIN_MS }, ()
       assert.equal(await saved(p2), 'saved');
       await p2.evaluate(() => (globalThis.__quotaFull = true));
       await p2.waitForFunction(() => document.querySelectorAll('#thumbs .thumb').length === 12);
+      // The prediction pass reports in the status line: let it end first.
+      await p2.waitForFunction(() => !document.body.dataset.predicting);
       await p2.locator('#confirm-all').click();
       await p2.waitForFunction(() => document.body.dataset.save === 'failed');
       assert.match(await pageErrors(p2), /storage for this page is full.*kept in this tab but not saved/s);
