@@ -746,21 +746,21 @@ function persist(entry = null, withFile = false) {
 let saveProblemShown = false;
 
 /** Shows whether everything is saved; a failure is said once, in a sentence, until saving works again. */
-async function onSaveState(state, error) {
-  document.body.dataset.save = state;
-  ui.saveState.dataset.state = state;
-  ui.saveState.disabled = state !== 'failed';
-  if (state === 'saving') {
+async function onSaveState(saveState, error) {
+  document.body.dataset.save = saveState;
+  ui.saveState.dataset.state = saveState;
+  ui.saveState.disabled = saveState !== 'failed';
+  if (saveState === 'saving') {
     ui.saveState.textContent = 'Saving…';
     ui.saveState.title = 'Saving the project in this browser';
-  } else if (state === 'saved') {
+  } else if (saveState === 'saved') {
     ui.saveState.textContent = 'Saved';
     ui.saveState.title = `Everything is saved in this browser (project “${project ? project.record.name : ''}”)`;
     if (saveProblemShown) {
       saveProblemShown = false;
       setStatus('Saving works again: the project is saved.');
     }
-  } else if (state === 'failed') {
+  } else if (saveState === 'failed') {
     ui.saveState.textContent = 'Not saved: retry';
     ui.saveState.title = 'The last changes are only in this tab. Press to try saving again.';
     if (!saveProblemShown) {
@@ -1314,9 +1314,9 @@ function renderBoxList() {
     label.className = 'box-label';
     label.textContent =
       `${className(d.class)} ${d.score.toFixed(2)}` + (kind === 'corrected' ? ` → ${className(j.label.class)}` : '');
-    const state = document.createElement('span');
-    state.className = 'box-state';
-    state.textContent = kind === 'unjudged' ? 'not judged' : kind;
+    const stateEl = document.createElement('span');
+    stateEl.className = 'box-state';
+    stateEl.textContent = kind === 'unjudged' ? 'not judged' : kind;
     const actions = document.createElement('div');
     actions.className = 'box-actions';
     const desc = `box ${k + 1} (${className(d.class)}, ${d.score.toFixed(2)})`;
@@ -1336,7 +1336,7 @@ function renderBoxList() {
     if (kind !== 'unjudged') {
       actions.append(actionButton('Clear', 'clear', `Clear the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
     }
-    li.append(num, label, state, actions);
+    li.append(num, label, stateEl, actions);
     li.addEventListener('click', (ev) => {
       if (ev.target.closest('button, select')) return;
       selection = { kind: 'shown', index: i };
@@ -1354,9 +1354,9 @@ function renderBoxList() {
     const label = document.createElement('span');
     label.className = 'box-label';
     label.textContent = className(d.class);
-    const state = document.createElement('span');
-    state.className = 'box-state';
-    state.textContent = 'drawn (missed)';
+    const stateEl = document.createElement('span');
+    stateEl.className = 'box-state';
+    stateEl.textContent = 'drawn (missed)';
     const actions = document.createElement('div');
     actions.className = 'box-actions';
     const desc = `drawn box ${k + 1} (${className(d.class)})`;
@@ -1364,7 +1364,7 @@ function renderBoxList() {
       classSelect(d.class, `Class of ${desc}`, (c) => applyBox(entry, { kind: 'drawn', index: k }, { ...d.bbox }, c)),
       actionButton('Remove', 'remove', `Remove ${desc}`, false, () => removeDrawn(entry, k)),
     );
-    li.append(num, label, state, actions);
+    li.append(num, label, stateEl, actions);
     li.addEventListener('click', (ev) => {
       if (ev.target.closest('button, select')) return;
       selection = { kind: 'drawn', index: k };
@@ -2792,8 +2792,8 @@ function selectBox(entry, sel) {
   const order = boxOrder(entry);
   const k = order.findIndex((o) => sameSel(o, sel));
   const b = boxOf(entry, sel);
-  const state = sel.kind === 'drawn' ? 'drawn' : judgementKind(entry, sel.index) === 'unjudged' ? 'not judged' : judgementKind(entry, sel.index);
-  announce(`Box ${k + 1} of ${order.length}: ${className(b.class)}, ${state}.`);
+  const verdict = sel.kind === 'drawn' ? 'drawn' : judgementKind(entry, sel.index) === 'unjudged' ? 'not judged' : judgementKind(entry, sel.index);
+  announce(`Box ${k + 1} of ${order.length}: ${className(b.class)}, ${verdict}.`);
   const item = ui.boxList.querySelector('li.selected');
   if (item) item.scrollIntoView({ block: 'nearest' });
 }
