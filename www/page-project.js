@@ -8,7 +8,7 @@ import { state, params, ui, images, runs } from './state.js';
 import { setPhase, messageOf, showError, setStatus } from './messages.js';
 import { isReviewed, scheduleSync, setTargetClasses } from './verdicts.js';
 import { addImage, select } from './image-list.js';
-import { charts, showChanges } from './training.js';
+import { charts, chartStep, showChanges } from './training.js';
 
 /** sessionStorage key: the project to open after a reload (an id or 'new'). */
 const OPEN_KEY = 'veritune.open';
@@ -209,12 +209,7 @@ export async function restoreProject(weightsLoaded) {
   const last = runs.at(-1);
   if (last) {
     for (const c of Object.values(charts)) c.clear();
-    for (const rec of last.records || []) {
-      const mix = (rec && rec.mix) || {};
-      charts.loss.push(rec.transfer_loss, rec.history_loss);
-      charts.similarity.push(mix.similarity);
-      charts.weights.push(mix.a_t, mix.a_h);
-    }
+    for (const rec of last.records || []) chartStep(rec);
     const steps = (last.records || []).length;
     ui.trainStatus.textContent = last.interrupted
       ? `Run ${last.index} stopped after step ${steps} of ${last.totalSteps ?? '?'} (the page was closed or lost its GPU); the weights after that step are kept.`

@@ -46,6 +46,14 @@ export const charts = {
   ),
 };
 
+/** Adds a training step's record to the charts. */
+export function chartStep(record) {
+  const mix = (record && record.mix) || {};
+  charts.loss.push(record.transfer_loss, record.history_loss);
+  charts.similarity.push(mix.similarity);
+  charts.weights.push(mix.a_t, mix.a_h);
+}
+
 /** Locks or unlocks edits and tasks (locked while starting or training; for good after a crash). */
 export function setLocked(value) {
   state.locked = value || Boolean(state.crashMessage);
@@ -221,10 +229,7 @@ export async function train() {
           : `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left`) +
         (skipped ? ` · ${skipped} skipped` : '');
       if (weights) checkpoint(run, weights, total);
-      const mix = (record && record.mix) || {};
-      charts.loss.push(record.transfer_loss, record.history_loss);
-      charts.similarity.push(mix.similarity);
-      charts.weights.push(mix.a_t, mix.a_h);
+      chartStep(record);
     };
     let result;
     try {
