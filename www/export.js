@@ -4,7 +4,7 @@
 
 import { displayName } from './images.js';
 import { Store, imageRecord, formatBytes, FILE_EXTENSION } from './project.js';
-import { snapshot } from './undo.js';
+import { verdictState } from './verdict-state.js';
 import { state, ui, images, runs, undoStack } from './state.js';
 import { showError, setStatus, idleStatus } from './messages.js';
 import { withSession } from './session.js';
@@ -191,7 +191,7 @@ export async function importLabels(fileList, fromFolder) {
     const count = { confirmed: 0, corrected: 0, rejected: 0, drawn: 0, objects: 0 };
     for (const r of result.images) {
       const entry = targets[r.index];
-      const before = snapshot(entry);
+      const before = verdictState(entry);
       entry.judgements = new Map(shown[r.index].map((i, k) => [i, r.judgements[k]]));
       entry.drawn = r.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class }));
       entry.touched = true;

@@ -3,6 +3,7 @@
 
 import { decodeImage, drawThumbnail, looksLikeImage, displayName } from './images.js';
 import { verdictsOfRecord } from './project.js';
+import { applyVerdictState } from './verdict-state.js';
 import { state, ui, images, runs } from './state.js';
 import { messageOf, showError, setStatus, idleStatus } from './messages.js';
 import { shownOf, isReviewed, localCategories } from './verdicts.js';
@@ -86,7 +87,7 @@ export async function addImage(blob, name, source, saved = null) {
     const v = verdictsOfRecord(saved);
     // The stored prediction is what the verdicts refer to; the latest one is
     // reused when it came from the current weights, else predicted again.
-    Object.assign(entry, { base: v.base, judgements: v.judgements, drawn: v.drawn, touched: v.touched });
+    applyVerdictState(entry, v);
     if (v.latest && v.latest.model === state.weightsVersion) entry.latest = v.latest;
     else if (v.latestIsBase && v.base && v.base.model === state.weightsVersion) entry.latest = v.base;
   }

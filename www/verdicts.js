@@ -3,7 +3,7 @@
 // images to the session, the target classes.
 
 import { rgbaOf } from './images.js';
-import { snapshot, restore } from './undo.js';
+import { verdictState, applyVerdictState } from './verdict-state.js';
 import { TargetClassPicker } from './target-classes.js';
 import { state, $, ui, images, undoStack } from './state.js';
 import { messageOf, sentence, showError, idleStatus, announce } from './messages.js';
@@ -150,7 +150,7 @@ export function verdictsChanged(entry) {
  * within a moment are one step, e.g. key nudges).
  */
 function edit(entry, label, fn, { merge = null, touch = true } = {}) {
-  const before = snapshot(entry);
+  const before = verdictState(entry);
   fn();
   if (touch) entry.touched = true;
   undoStack.push(entry, before, label, merge);
@@ -194,7 +194,7 @@ export function undoRedo(which) {
   for (const change of step.changes) {
     const entry = images.find((e) => e.id === change.id);
     if (!entry) continue;
-    restore(entry, which === 'undo' ? change.before : change.after);
+    applyVerdictState(entry, which === 'undo' ? change.before : change.after);
     changed.push(entry);
   }
   if (!changed.length) return;
