@@ -42,19 +42,6 @@ export function renderBoxList() {
     const d = entry.base.candidates[i];
     const j = entry.judgements.get(i);
     const kind = j ? j.kind : 'unjudged';
-    const li = document.createElement('li');
-    li.dataset.box = `shown-${k}`;
-    li.dataset.judgement = kind;
-    if (state.selection && state.selection.kind === 'shown' && state.selection.index === i) li.classList.add('selected');
-    const num = document.createElement('span');
-    num.textContent = `#${k + 1}`;
-    const label = document.createElement('span');
-    label.className = 'box-label';
-    label.textContent =
-      `${className(d.class)} ${d.score.toFixed(2)}` + (kind === 'corrected' ? ` → ${className(j.label.class)}` : '');
-    const stateEl = document.createElement('span');
-    stateEl.className = 'box-state';
-    stateEl.textContent = kind === 'unjudged' ? 'not judged' : kind;
     const actions = document.createElement('div');
     actions.className = 'box-actions';
     const desc = `box ${k + 1} (${className(d.class)}, ${d.score.toFixed(2)})`;
@@ -74,27 +61,10 @@ export function renderBoxList() {
     if (kind !== 'unjudged') {
       actions.append(actionButton('Clear', 'clear', `Clear the verdict on ${desc}`, false, () => setJudgement(entry, i, null)));
     }
-    li.append(num, label, stateEl, actions);
-    li.addEventListener('click', (ev) => {
-      if (ev.target.closest('button, select')) return;
-      state.selection = { kind: 'shown', index: i };
-      renderAll();
-    });
-    add(li);
+    const label = `${className(d.class)} ${d.score.toFixed(2)}` + (kind === 'corrected' ? ` → ${className(j.label.class)}` : '');
+    add(boxItem(`shown-${k}`, kind, { kind: 'shown', index: i }, `#${k + 1}`, label, kind === 'unjudged' ? 'not judged' : kind, actions));
   });
   entry.drawn.forEach((d, k) => {
-    const li = document.createElement('li');
-    li.dataset.box = `drawn-${k}`;
-    li.dataset.judgement = 'drawn';
-    if (state.selection && state.selection.kind === 'drawn' && state.selection.index === k) li.classList.add('selected');
-    const num = document.createElement('span');
-    num.textContent = `+${k + 1}`;
-    const label = document.createElement('span');
-    label.className = 'box-label';
-    label.textContent = className(d.class);
-    const stateEl = document.createElement('span');
-    stateEl.className = 'box-state';
-    stateEl.textContent = 'drawn (missed)';
     const actions = document.createElement('div');
     actions.className = 'box-actions';
     const desc = `drawn box ${k + 1} (${className(d.class)})`;
@@ -102,13 +72,7 @@ export function renderBoxList() {
       classSelect(d.class, `Class of ${desc}`, (c) => applyBox(entry, { kind: 'drawn', index: k }, { ...d.bbox }, c)),
       actionButton('Remove', 'remove', `Remove ${desc}`, false, () => removeDrawn(entry, k)),
     );
-    li.append(num, label, stateEl, actions);
-    li.addEventListener('click', (ev) => {
-      if (ev.target.closest('button, select')) return;
-      state.selection = { kind: 'drawn', index: k };
-      renderAll();
-    });
-    add(li);
+    add(boxItem(`drawn-${k}`, 'drawn', { kind: 'drawn', index: k }, `+${k + 1}`, className(d.class), 'drawn (missed)', actions));
   });
   if (!idx.length && !entry.drawn.length) {
     add(emptyItem('No box at this threshold. If nothing is missed, press Confirm all; otherwise draw the missed objects.'));
@@ -118,6 +82,29 @@ export function renderBoxList() {
     const el = list.querySelector(`li[data-box="${box}"] [data-action="${action}"]`);
     if (el) el.focus();
   }
+}
+
+/** A box's item of the list (`key`: its `data-box`; `sel`: the box); a click beside its controls selects the box. */
+function boxItem(key, judgement, sel, number, labelText, stateText, actions) {
+  const li = document.createElement('li');
+  li.dataset.box = key;
+  li.dataset.judgement = judgement;
+  if (state.selection && state.selection.kind === sel.kind && state.selection.index === sel.index) li.classList.add('selected');
+  const num = document.createElement('span');
+  num.textContent = number;
+  const label = document.createElement('span');
+  label.className = 'box-label';
+  label.textContent = labelText;
+  const stateEl = document.createElement('span');
+  stateEl.className = 'box-state';
+  stateEl.textContent = stateText;
+  li.append(num, label, stateEl, actions);
+  li.addEventListener('click', (ev) => {
+    if (ev.target.closest('button, select')) return;
+    state.selection = { ...sel };
+    renderAll();
+  });
+  return li;
 }
 
 function emptyItem(text) {
