@@ -16,6 +16,8 @@
 //   concatenated; the manifest gives each blob's offset and length from the
 //   start of the blob area and carries `format` and `version`.
 
+import { verdictState } from './verdict-state.js';
+
 export const FORMAT = 'veritune-project';
 /** The project format this page writes; files of a higher version are refused. */
 export const FORMAT_VERSION = 1;
@@ -115,6 +117,7 @@ function newId() {
 
 /** An image entry of the page as a stored record (without its bytes). */
 export function imageRecord(projectId, entry, order) {
+  const { judgements, drawn, touched } = verdictState(entry);
   return {
     projectId,
     id: entry.id,
@@ -131,21 +134,21 @@ export function imageRecord(projectId, entry, order) {
     // The model's latest prediction when it differs from base (after training).
     latest: entry.latest && entry.latest !== entry.base && !entry.stale ? { candidates: entry.latest.candidates, model: entry.latest.model } : null,
     latestIsBase: Boolean(entry.latest) && entry.latest === entry.base && !entry.stale,
-    judgements: [...entry.judgements.entries()],
-    drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
-    touched: Boolean(entry.touched),
+    judgements,
+    drawn,
+    touched,
   };
 }
 
 const prediction = (p) => (p && Array.isArray(p.candidates) ? { candidates: p.candidates, model: Number.isInteger(p.model) ? p.model : null } : null);
 
-/** The verdict part of a stored image record, in the page's shapes. */
+/** The predictions of a stored image record, and its verdict state (verdict-state.js). */
 export function verdictsOfRecord(record) {
   return {
     base: prediction(record.base),
     latest: prediction(record.latest),
     latestIsBase: Boolean(record.latestIsBase),
-    judgements: new Map(Array.isArray(record.judgements) ? record.judgements : []),
+    judgements: Array.isArray(record.judgements) ? record.judgements : [],
     drawn: Array.isArray(record.drawn) ? record.drawn : [],
     touched: Boolean(record.touched),
   };

@@ -1,9 +1,9 @@
-// The keyboard shortcuts: one list drives both the key handler (app.js,
+// The keyboard shortcuts: one list drives both the key handler (keyboard.js,
 // through `shortcutFor`) and the help dialog (`?`, `renderShortcuts`).
 //
 // Each row: `group` and `keys` (as the dialog shows them), `help`, and for
 // rows that a key press runs: `on` (the `KeyboardEvent.key` values), the
-// `action` app.js runs, `ctrl` (Ctrl or Cmd held; otherwise it must not be),
+// `action` keyboard.js runs, `ctrl` (Ctrl or Cmd held; otherwise it must not be),
 // `alt` (Alt may be held; otherwise it must not be), `when` (`editable`: an
 // image with predictions to review; `selected`: a box selected on it;
 // `unselected`: no box selected), and `keepDefault` (the browser's own

@@ -1,23 +1,7 @@
 // Undo and redo of verdicts and box edits: every change of one image is kept
-// as that image's verdict state before and after it.
+// as that image's verdict state (verdict-state.js) before and after it.
 
-/** The verdict state of an image entry (a copy: later edits do not change it). */
-export function snapshot(entry) {
-  return {
-    base: entry.base,
-    judgements: [...entry.judgements.entries()].map(([i, j]) => [i, structuredClone(j)]),
-    drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
-    touched: Boolean(entry.touched),
-  };
-}
-
-/** Puts a snapshot back on its entry. */
-export function restore(entry, snap) {
-  entry.base = snap.base;
-  entry.judgements = new Map(snap.judgements.map(([i, j]) => [i, structuredClone(j)]));
-  entry.drawn = snap.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class }));
-  entry.touched = snap.touched;
-}
+import { verdictState } from './verdict-state.js';
 
 function same(a, b) {
   return (
@@ -40,12 +24,12 @@ export class UndoStack {
   }
 
   /**
-   * Records one change of `entry` (`before` taken with snapshot() before it);
+   * Records one change of `entry` (`before` taken with verdictState() before it);
    * no-op when nothing changed. Changes with the same `merge` key on the same
    * image less than a second apart are one step (e.g. nudges with the keys).
    */
   push(entry, before, label, merge = null) {
-    const after = snapshot(entry);
+    const after = verdictState(entry);
     if (same(before, after)) return false;
     const last = this.done.at(-1);
     const now = Date.now();
@@ -60,12 +44,12 @@ export class UndoStack {
 
   /**
    * Records changes of several images as one step (`changes`: [{entry,
-   * before}], `before` taken with snapshot()); images that did not change
+   * before}], `before` taken with verdictState()); images that did not change
    * are left out, and nothing is recorded when none did.
    */
   pushGroup(changes, label) {
     const changed = changes
-      .map(({ entry, before }) => ({ id: entry.id, before, after: snapshot(entry) }))
+      .map(({ entry, before }) => ({ id: entry.id, before, after: verdictState(entry) }))
       .filter((c) => !same(c.before, c.after));
     if (!changed.length) return false;
     this.record(changed, label, null, Date.now());

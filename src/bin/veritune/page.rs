@@ -212,7 +212,7 @@ fn write_coco_labels<'a>(
 }
 
 /// The longest side of an image the page labels without scaling it down
-/// (`MAX_SIDE` in www/app.js).
+/// (`MAX_SIDE` in www/image-list.js).
 const PAGE_MAX_SIDE: usize = 1024;
 
 /// Copies a photograph, or writes it scaled down to [`PAGE_MAX_SIDE`] when
