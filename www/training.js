@@ -2,12 +2,11 @@
 // and charts, each step saved, the history library update after a run, and
 // what changed (before/after figures, verdicts honored).
 
-import { countMatches } from './boxes.js';
 import { LineChart } from './plot.js';
 import { state, $, ui, images, runs } from './state.js';
 import { setPhase, showError, setStatus, idleStatus } from './messages.js';
 import { withSession, refreshStats } from './session.js';
-import { className, shownOf, verdictsOf, userBoxes, updateUndoButtons } from './verdicts.js';
+import { className, shownOf, verdictsOf, updateUndoButtons } from './verdicts.js';
 import { renderAll, select } from './image-list.js';
 import { startPredictLoop, stopPredictLoop } from './predictions.js';
 import { persist } from './page-project.js';
@@ -122,18 +121,20 @@ function figures(entries, which) {
   const perImage = [];
   for (const e of entries) {
     const pred = which(e);
-    if (!pred) continue;
-    const shown = shownOf(e, pred.candidates).map((i) => pred.candidates[i]);
-    const { labels, rejected } = userBoxes(e);
+    if (!pred || !e.base) continue;
+    // The verdicts checked by the crate's rule (`checkVerdicts`), as the fidelity summary.
+    const checks = Array.from(state.wasm.checkVerdicts(verdictsOf(e), pred.candidates, state.threshold));
+    const kept = checks.filter((c) => c.asked !== 'rejected');
+    const rejected = checks.filter((c) => c.asked === 'rejected');
     perImage.push({
       id: e.id,
       name: e.name,
       reviewed: e.inSession,
-      shown: shown.length,
-      userBoxes: labels.length,
-      matching: countMatches(shown, labels),
+      shown: shownOf(e, pred.candidates).length,
+      userBoxes: kept.length,
+      matching: kept.filter((c) => c.honored).length,
       rejected: rejected.length,
-      rejectedShown: countMatches(shown, rejected),
+      rejectedShown: rejected.filter((c) => !c.honored).length,
     });
   }
   const sum = (k) => perImage.reduce((a, r) => a + r[k], 0);
