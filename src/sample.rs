@@ -43,6 +43,11 @@ impl Sample {
     pub fn from_ground_truth(image: &Image, boxes: &[LabeledBox], spec: &DetectorSpec) -> Self {
         Self::new(image, &TrainingTarget::from_ground_truth(boxes), spec)
     }
+
+    /// The boxes its target labels, in input pixels.
+    pub fn labels(&self) -> Vec<LabeledBox> {
+        self.target.positives.iter().map(|p| p.label).collect()
+    }
 }
 
 /// The input tensor and the targets of a batch of samples.

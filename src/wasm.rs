@@ -12,7 +12,6 @@
 //! whatever is pending.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use burn::tensor::Device;
@@ -20,11 +19,13 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::app::labels;
-use crate::app::library::NamedHistory;
 use crate::app::options::{self, TrainOptions, TrainSettings};
 use crate::app::review::Reviewer;
+use crate::app::reviews::{ReviewStats, Reviews};
 use crate::app::run::{StepDone, StepReporter, UntilHonored, run};
-use crate::detector::{Detector, input_batch, model_device, shown_detections, shown_indices};
+use crate::detector::{
+    Detector, DetectorSpec, input_batch, model_device, shown_detections, shown_indices,
+};
 use crate::fidelity::{EpochCheck, FidelityConfig, check_image};
 use crate::formats::import::SkippedClass;
 use crate::formats::{Format, TextFile};
@@ -32,7 +33,7 @@ use crate::geometry::{Detection, LabeledBox};
 use crate::history::HistoryPolicy;
 use crate::image::Image;
 use crate::mixing::MixingRule;
-use crate::predict::{NMS_IOU, Reviewed, boxes_kept, candidates};
+use crate::predict::{NMS_IOU, boxes_kept, candidates};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
 use crate::trainer::{Control, StepRecord, TrainError, sample_gradient};
@@ -254,20 +255,11 @@ fn digest(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
-/// A reviewed image as the session keeps it: the sample trained on, and the
-/// verdicts it came from (in the pixels of the image the user saw, of
-/// `size`), which are checked after every epoch of a run until honored.
-struct Verified {
-    sample: Sample,
-    verdicts: ImageVerdicts,
-    size: [usize; 2],
-}
-
 struct Inner {
     /// `None` while a training run holds it.
     model: Option<AnyDetector>,
-    samples: BTreeMap<String, Verified>,
-    history: NamedHistory,
+    /// The reviewed images and the history library.
+    reviews: Reviews,
 }
 
 /// One user's fine-tuning session in the page.
@@ -296,6 +288,18 @@ struct Stats {
     missed: usize,
     false_detections: usize,
     history: usize,
+}
+
+impl From<ReviewStats> for Stats {
+    fn from(s: ReviewStats) -> Self {
+        Self {
+            samples: s.samples,
+            correct: s.correct,
+            missed: s.missed,
+            false_detections: s.false_detections,
+            history: s.history,
+        }
+    }
 }
 
 /// The page's training options ([`TrainOptions`]; left out: the detector's
@@ -524,7 +528,7 @@ impl Session {
     fn sample(&self, id: &str) -> Result<Sample, JsError> {
         self.inner
             .borrow()
-            .samples
+            .reviews
             .get(id)
             .map(|verified| verified.sample.clone())
             .ok_or_else(|| error(format!("there is no sample '{id}'")))
@@ -544,7 +548,7 @@ impl Session {
                 .iter()
                 .map(|id| {
                     inner
-                        .samples
+                        .reviews
                         .get(id)
                         .map(|verified| &verified.sample.image)
                         .ok_or_else(|| error(format!("there is no sample '{id}'")))
@@ -576,8 +580,7 @@ impl Session {
         Ok(Session {
             inner: Rc::new(RefCell::new(Inner {
                 model: Some(model),
-                samples: BTreeMap::new(),
-                history: NamedHistory::default(),
+                reviews: Reviews::default(),
             })),
             cancel: Rc::new(Cell::new(false)),
             backend,
@@ -660,36 +663,15 @@ impl Session {
         to_js(&Prediction { shown, candidates })
     }
 
-    /// The sample of an image, its verdicts and the candidates they were given
-    /// on (see [`Session::set_sample`]).
-    fn verified_sample(
-        &self,
-        rgba: &[u8],
-        width: usize,
-        height: usize,
-        candidates: JsValue,
-        verdicts: JsValue,
-        threshold: f32,
-    ) -> Result<Verified, JsError> {
+    /// The review path for images shown at `threshold`, for the current detector.
+    fn reviewer(spec: &DetectorSpec, threshold: f32) -> Result<Reviewer<'_>, JsError> {
         check_threshold(threshold)?;
-        let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
-        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
-        let model = self.current_model()?;
-        let reviewer = Reviewer {
-            spec: model.spec(),
+        Ok(Reviewer {
+            spec,
             target: TargetConfig {
                 score_threshold: threshold,
                 ..TargetConfig::default()
             },
-        };
-        let review = reviewer
-            .review(&image, [width, height], &verdicts, &candidates)
-            .map_err(error)?;
-        Ok(Verified {
-            sample: review.sample,
-            verdicts: review.verdicts,
-            size: [width, height],
         })
     }
 
@@ -708,17 +690,31 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<JsValue, JsError> {
-        let verified =
-            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
-        let categories = verified.verdicts.categories();
-        self.inner.borrow_mut().samples.insert(id, verified);
+        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
+        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let model = self.current_model()?;
+        let reviewer = Self::reviewer(model.spec(), threshold)?;
+        let categories = self
+            .inner
+            .borrow_mut()
+            .reviews
+            .review(
+                &reviewer,
+                id,
+                &image,
+                [width, height],
+                &verdicts,
+                &candidates,
+            )
+            .map_err(error)?;
         to_js(&SampleResult { categories })
     }
 
     /// Forgets the sample `id` (no error when absent).
     #[wasm_bindgen(js_name = removeSample)]
     pub fn remove_sample(&self, id: String) {
-        self.inner.borrow_mut().samples.remove(&id);
+        self.inner.borrow_mut().reviews.remove(&id);
     }
 
     /// Adds the history sample `id` (a name the page finds it by again) with
@@ -753,42 +749,33 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<(), JsError> {
-        let verified =
-            self.verified_sample(&rgba, width, height, candidates, verdicts, threshold)?;
-        self.push_history(id, verified.sample)
+        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
+        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let model = self.current_model()?;
+        let review = Self::reviewer(model.spec(), threshold)?
+            .review(&image, [width, height], &verdicts, &candidates)
+            .map_err(error)?;
+        self.push_history(id, review.sample)
     }
 
     fn push_history(&self, id: String, sample: Sample) -> Result<(), JsError> {
         self.inner
             .borrow_mut()
-            .history
-            .push(id, sample)
+            .reviews
+            .push_history(id, sample)
             .map_err(error)
     }
 
     /// The names of the history members, in library order.
     #[wasm_bindgen(js_name = historyIds)]
     pub fn history_ids(&self) -> Vec<String> {
-        self.inner.borrow().history.names().to_vec()
+        self.inner.borrow().reviews.history().names().to_vec()
     }
 
     /// Counts of samples per category and of history samples.
     pub fn stats(&self) -> Result<JsValue, JsError> {
-        let inner = self.inner.borrow();
-        let count = |c: Category| {
-            inner
-                .samples
-                .values()
-                .filter(|verified| verified.verdicts.categories().contains(&c))
-                .count()
-        };
-        to_js(&Stats {
-            samples: inner.samples.len(),
-            correct: count(Category::Correct),
-            missed: count(Category::MissedDetection),
-            false_detections: count(Category::FalseDetection),
-            history: inner.history.library().len(),
-        })
+        to_js(&Stats::from(self.inner.borrow().reviews.stats()))
     }
 
     /// History agreement: how many of the history library's boxes the model
@@ -798,12 +785,16 @@ impl Session {
     pub async fn history_agreement(&self, threshold: f32) -> Result<JsValue, JsError> {
         check_threshold(threshold)?;
         let model = self.current_model()?;
-        let members = self.inner.borrow().history.library().members().to_vec();
+        let members = self
+            .inner
+            .borrow()
+            .reviews
+            .history()
+            .library()
+            .members()
+            .to_vec();
         let images: Vec<&Image> = members.iter().map(|m| &m.image).collect();
-        let labels: Vec<Vec<LabeledBox>> = members
-            .iter()
-            .map(|m| m.target.positives.iter().map(|p| p.label).collect())
-            .collect();
+        let labels: Vec<Vec<LabeledBox>> = members.iter().map(Sample::labels).collect();
         let config = FidelityConfig {
             score_threshold: threshold,
             ..FidelityConfig::default()
@@ -838,30 +829,19 @@ impl Session {
             score_threshold: settings.threshold,
             ..FidelityConfig::default()
         };
-        let (model, transfer, verdicts, mut history) = {
+        let (model, inputs, mut history) = {
             let mut inner = self.inner.borrow_mut();
             let model = inner
                 .model
                 .take()
                 .ok_or_else(|| error("training is already running"))?;
-            let transfer: Vec<Sample> = inner.samples.values().map(|v| v.sample.clone()).collect();
-            let verdicts: Vec<(ImageVerdicts, [usize; 2])> = inner
-                .samples
-                .values()
-                .map(|v| (v.verdicts.clone(), v.size))
-                .collect();
-            let history = std::mem::take(&mut inner.history);
-            (model, transfer, verdicts, history)
+            (
+                model,
+                inner.reviews.run_inputs(),
+                inner.reviews.take_history(),
+            )
         };
-        let reviewed: Vec<Reviewed> = transfer
-            .iter()
-            .zip(&verdicts)
-            .map(|(sample, (verdicts, size))| Reviewed {
-                image: &sample.image,
-                verdicts,
-                size: *size,
-            })
-            .collect();
+        let reviewed = inputs.reviewed();
         let until_honored = settings.until_honored.then_some(UntilHonored {
             reviewed: &reviewed,
             config: fidelity,
@@ -877,7 +857,7 @@ impl Session {
             run(
                 model.clone(),
                 config,
-                &transfer,
+                &inputs.transfer,
                 history.library_mut(),
                 until_honored,
                 &mut reporter,
@@ -886,7 +866,7 @@ impl Session {
             .map(|outcome| (AnyDetector::from(outcome.model), outcome.records, outcome.cancelled, outcome.epoch_checks))
         });
         let mut inner = self.inner.borrow_mut();
-        inner.history = history;
+        inner.reviews.put_history(history);
         match result {
             Ok((trained, records, cancelled, epoch_checks)) => {
                 inner.model = Some(trained);
@@ -918,14 +898,8 @@ impl Session {
                 .model
                 .take()
                 .ok_or_else(|| error("training is running: wait for it to finish first"))?;
-            let history = std::mem::take(&mut inner.history);
-            let newcomers: Vec<(String, Sample)> = inner
-                .samples
-                .iter()
-                .filter(|(id, _)| !history.contains(id))
-                .map(|(id, verified)| (id.clone(), verified.sample.clone()))
-                .collect();
-            (model, history, newcomers)
+            let newcomers = inner.reviews.newcomers();
+            (model, inner.reviews.take_history(), newcomers)
         };
         let result = with_any_detector!(&model, model => {
             history
@@ -941,7 +915,7 @@ impl Session {
         });
         let mut inner = self.inner.borrow_mut();
         inner.model = Some(model);
-        inner.history = history;
+        inner.reviews.put_history(history);
         to_js(&result.map_err(error)?)
     }
 

@@ -6,4 +6,5 @@ pub mod labels;
 pub mod library;
 pub mod options;
 pub mod review;
+pub mod reviews;
 pub mod run;
