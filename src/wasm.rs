@@ -26,7 +26,7 @@ use crate::app::run::{StepDone, StepReporter, UntilHonored, run};
 use crate::detector::{
     Detector, DetectorSpec, input_batch, model_device, shown_detections, shown_indices,
 };
-use crate::fidelity::{EpochCheck, FidelityConfig, check_image};
+use crate::fidelity::{EpochCheck, FidelityConfig, Tally, check_image};
 use crate::formats::import::SkippedClass;
 use crate::formats::{Format, TextFile};
 use crate::geometry::{Detection, LabeledBox};
@@ -36,8 +36,8 @@ use crate::mixing::MixingRule;
 use crate::predict::{NMS_IOU, boxes_kept, candidates};
 use crate::project_file::{check_manifest, manifest_length};
 use crate::sample::Sample;
-use crate::trainer::{Control, StepRecord, TrainError, sample_gradient};
-use crate::verdict::{Category, ImageVerdicts, Judgement, TargetConfig};
+use crate::trainer::{Control, SkipReason, StepRecord, TrainError, sample_gradient};
+use crate::verdict::{Category, ImageVerdicts, Judgement, ShownBox, TargetConfig};
 use crate::weights::{AnyDetector, WeightsFormat, load_detector, with_any_detector};
 
 /// Forwards warnings and errors of the `log` crate (burn and cubecl report
@@ -126,7 +126,7 @@ pub fn shown_indices_at(candidates: JsValue, threshold: f32) -> Result<Vec<u32>,
 /// not judged.
 #[wasm_bindgen(js_name = imageCategories)]
 pub fn image_categories(verdicts: JsValue) -> Result<JsValue, JsError> {
-    let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+    let verdicts = verdicts_from_js(verdicts)?;
     to_js(&verdicts.categories())
 }
 
@@ -146,7 +146,7 @@ pub fn check_verdicts(
     threshold: f32,
 ) -> Result<JsValue, JsError> {
     check_threshold(threshold)?;
-    let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+    let verdicts = verdicts_from_js(verdicts)?;
     let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
     let config = FidelityConfig {
         score_threshold: threshold,
@@ -369,10 +369,97 @@ impl From<TrainSettings> for TrainSettingsJs {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TrainResult {
-    records: Vec<StepRecord>,
+    records: Vec<StepRecordJs>,
     cancelled: bool,
     /// The checks made at the ends of epochs, when training until honored.
-    epoch_checks: Vec<EpochCheck>,
+    epoch_checks: Vec<EpochCheckJs>,
+}
+
+/// A step's record for the page ([`StepRecord`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepRecordJs {
+    epoch: usize,
+    step: usize,
+    transfer_loss: f64,
+    history_loss: Option<f64>,
+    mix: MixJs,
+    /// Why the update was skipped: `transfer_loss`, `history_loss` or `gradient`.
+    skipped: Option<SkipReason>,
+}
+
+/// The mix of a step for the page ([`crate::mixing::MixRecord`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MixJs {
+    similarity: f64,
+    a_t: f64,
+    a_h: f64,
+    norm_t: f64,
+    norm_h: f64,
+}
+
+impl From<&StepRecord> for StepRecordJs {
+    fn from(record: &StepRecord) -> Self {
+        let mix = &record.mix;
+        Self {
+            epoch: record.epoch,
+            step: record.step,
+            transfer_loss: record.transfer_loss,
+            history_loss: record.history_loss,
+            mix: MixJs {
+                similarity: mix.similarity,
+                a_t: mix.a_t,
+                a_h: mix.a_h,
+                norm_t: mix.norm_t,
+                norm_h: mix.norm_h,
+            },
+            skipped: record.skipped,
+        }
+    }
+}
+
+/// The verdicts honored after an epoch, for the page ([`EpochCheck`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EpochCheckJs {
+    epochs: usize,
+    verdicts_honored: Tally,
+}
+
+impl From<&EpochCheck> for EpochCheckJs {
+    fn from(check: &EpochCheck) -> Self {
+        Self {
+            epochs: check.epochs,
+            verdicts_honored: check.verdicts_honored,
+        }
+    }
+}
+
+/// An image's verdicts as the page sends them ([`ImageVerdicts`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageVerdictsJs {
+    shown: Vec<ShownBox>,
+    drawn: Vec<LabeledBox>,
+    /// The page's target classes when it shows only some.
+    #[serde(default)]
+    reviewed_classes: Option<Vec<usize>>,
+}
+
+impl From<ImageVerdictsJs> for ImageVerdicts {
+    fn from(verdicts: ImageVerdictsJs) -> Self {
+        Self {
+            shown: verdicts.shown,
+            drawn: verdicts.drawn,
+            reviewed_classes: verdicts.reviewed_classes,
+        }
+    }
+}
+
+/// The verdicts in a JavaScript value the page sent.
+fn verdicts_from_js(value: JsValue) -> Result<ImageVerdicts, JsError> {
+    from_js::<ImageVerdictsJs>(value, "the verdicts").map(ImageVerdicts::from)
 }
 
 /// Follows a run for the page: each step goes to its callback (with the
@@ -401,11 +488,11 @@ impl PageReporter<'_> {
             JsValue::UNDEFINED
         };
         let check = match &step.check {
-            Some(check) => json(check)?,
+            Some(check) => json(&EpochCheckJs::from(check))?,
             None => JsValue::UNDEFINED,
         };
         Ok(js_sys::Array::of5(
-            &json(step.record)?,
+            &json(&StepRecordJs::from(step.record))?,
             &JsValue::from(step.done),
             &JsValue::from(step.total),
             &weights,
@@ -446,7 +533,7 @@ struct ReviewedImageJs {
     height: u32,
     original_width: u32,
     original_height: u32,
-    verdicts: ImageVerdicts,
+    verdicts: ImageVerdictsJs,
 }
 
 impl From<ReviewedImageJs> for labels::ReviewedImage {
@@ -455,7 +542,7 @@ impl From<ReviewedImageJs> for labels::ReviewedImage {
             name: image.name,
             size: [image.width, image.height],
             original: [image.original_width, image.original_height],
-            verdicts: image.verdicts,
+            verdicts: image.verdicts.into(),
         }
     }
 }
@@ -692,7 +779,7 @@ impl Session {
     ) -> Result<JsValue, JsError> {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let verdicts = verdicts_from_js(verdicts)?;
         let model = self.current_model()?;
         let reviewer = Self::reviewer(model.spec(), threshold)?;
         let categories = self
@@ -751,7 +838,7 @@ impl Session {
     ) -> Result<(), JsError> {
         let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
         let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts: ImageVerdicts = from_js(verdicts, "the verdicts")?;
+        let verdicts = verdicts_from_js(verdicts)?;
         let model = self.current_model()?;
         let review = Self::reviewer(model.spec(), threshold)?
             .review(&image, [width, height], &verdicts, &candidates)
@@ -871,9 +958,9 @@ impl Session {
             Ok((trained, records, cancelled, epoch_checks)) => {
                 inner.model = Some(trained);
                 to_js(&TrainResult {
-                    records,
+                    records: records.iter().map(StepRecordJs::from).collect(),
                     cancelled,
-                    epoch_checks,
+                    epoch_checks: epoch_checks.iter().map(EpochCheckJs::from).collect(),
                 })
             }
             Err(e) => {

@@ -1,6 +1,6 @@
 // The target classes: the classes a user reviews. Boxes of other classes are
 // not shown, and training leaves the model's scores for them alone (the
-// verdicts' `reviewed_classes`).
+// verdicts' `reviewedClasses`).
 
 /**
  * A filterable checklist of the model's classes. `onChange(selected)` is

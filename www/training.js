@@ -45,12 +45,17 @@ export const charts = {
   ),
 };
 
-/** Adds a training step's record to the charts. */
+/**
+ * Adds a training step's record (as the wasm module gives it) to the charts.
+ * Projects saved before the module gave camelCase names kept the crate's
+ * snake_case ones: those still draw.
+ */
 export function chartStep(record) {
-  const mix = (record && record.mix) || {};
-  charts.loss.push(record.transfer_loss, record.history_loss);
+  const r = record || {};
+  const mix = r.mix || {};
+  charts.loss.push(r.transferLoss ?? r.transfer_loss, r.historyLoss ?? r.history_loss);
   charts.similarity.push(mix.similarity);
-  charts.weights.push(mix.a_t, mix.a_h);
+  charts.weights.push(mix.aT ?? mix.a_t, mix.aH ?? mix.a_h);
 }
 
 /** Locks or unlocks edits and tasks (locked while starting or training; for good after a crash). */
@@ -225,7 +230,7 @@ export async function train() {
       ui.trainStatus.textContent =
         (options.untilHonored
           ? `Step ${done} of at most ${total} · epoch ${epoch} of at most ${options.epochs} · ` +
-            (last ? `${honoredText(last.verdicts_honored)} after epoch ${last.epochs} · ` : '') +
+            (last ? `${honoredText(last.verdictsHonored)} after epoch ${last.epochs} · ` : '') +
             `at most about ${formatSeconds(left)} left`
           : `Step ${done} of ${total} · epoch ${epoch} of ${options.epochs} · about ${formatSeconds(left)} left`) +
         (skipped ? ` · ${skipped} skipped` : '');
@@ -248,7 +253,7 @@ export async function train() {
       if (Array.isArray(result.records) && result.records.length > run.records.length) run.records = result.records;
       if (Array.isArray(result.epochChecks)) run.epochChecks = result.epochChecks;
       const last = run.epochChecks[run.epochChecks.length - 1];
-      const reached = !run.cancelled && last && last.verdicts_honored.passed === last.verdicts_honored.total;
+      const reached = !run.cancelled && last && last.verdictsHonored.passed === last.verdictsHonored.total;
       ui.trainStatus.textContent =
         `${run.cancelled ? 'Cancelled' : 'Finished'}: ${run.records.length} step${run.records.length === 1 ? '' : 's'} in ${formatSeconds(run.seconds)}` +
         (reached ? `, every verdict honored after epoch ${last.epochs}.` : '.');

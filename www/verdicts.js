@@ -46,7 +46,7 @@ export function verdictsOf(entry) {
     shown: idx.map((i) => ({ detection: entry.base.candidates[i], judgement: entry.judgements.get(i) ?? null })),
     drawn: entry.drawn.map((d) => ({ bbox: { ...d.bbox }, class: d.class })),
   };
-  if (state.targetClasses !== null) verdicts.reviewed_classes = [...state.targetClasses];
+  if (state.targetClasses !== null) verdicts.reviewedClasses = [...state.targetClasses];
   return verdicts;
 }
 
