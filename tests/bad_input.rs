@@ -197,6 +197,22 @@ fn bad_annotations_name_the_file_and_the_annotation() {
         message.contains("cut.json") && message.contains("line"),
         "{message}"
     );
+    // Two images of one file name: verdicts and the library name images by file.
+    let twice = dir.join("twice.json");
+    std::fs::write(
+        &twice,
+        r#"{"images": [{"id": 1, "file_name": "scène 0.png", "width": 64, "height": 64},
+                       {"id": 2, "file_name": "scène 0.png", "width": 64, "height": 64}],
+            "categories": [{"id": 1, "name": "square"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}]}"#,
+    )
+    .unwrap();
+    let message = finetune(&twice);
+    assert!(
+        message.contains("twice.json") && message.contains("two images are named 'scène 0.png'"),
+        "{message}"
+    );
+    assert!(!output.exists(), "no output after a failure");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use veritune::app::library::{NamedHistory, NamedUpdate};
+use veritune::app::library::NamedUpdate;
 use veritune::app::options::TrainOptions;
-use veritune::app::review::{Review, Reviewer};
+use veritune::app::review::Reviewer;
+use veritune::app::reviews::Reviews;
 use veritune::app::run::{self as training_run, StepDone, StepReporter, UntilHonored};
 use veritune::dataset::{
     AnnotatedImage, AnnotatedSet, file_scale, read_annotated_set, read_verdicts,
@@ -148,8 +149,8 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         },
     };
     // What the user said of each image (the ground truth counts as drawn
-    // boxes), reviewed into samples.
-    let reviewed: Vec<Review> = match &args.targets {
+    // boxes), on the picture it was said on and the candidates it judged.
+    let given: Vec<Given> = match &args.targets {
         TargetSource::GroundTruth => set
             .images
             .iter()
@@ -158,34 +159,56 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                     drawn: image.boxes.clone(),
                     ..ImageVerdicts::default()
                 };
-                reviewer
-                    .review(&image.image, loaded_size(image), &verdicts, &[])
-                    .map_err(|e| CliError::invalid(&image.file_name, e))
+                (verdicts, loaded_size(image), Vec::new())
             })
-            .collect::<CliResult<_>>()?,
+            .collect(),
         TargetSource::SimulatedUser => {
             let refs: Vec<&Image> = set.images.iter().map(|i| &i.image).collect();
             let all = all_candidates(&model, &refs)?;
             set.images
                 .iter()
-                .zip(&all)
+                .zip(all)
                 .map(|(image, candidates)| {
-                    let shown = shown_detections(candidates, args.threshold, NMS_IOU);
+                    let shown = shown_detections(&candidates, args.threshold, NMS_IOU);
                     let verdicts = simulated_verdicts(&shown, &image.boxes, 0.5);
-                    reviewer
-                        .review(&image.image, loaded_size(image), &verdicts, candidates)
-                        .map_err(|e| CliError::invalid(&image.file_name, e))
+                    (verdicts, loaded_size(image), candidates)
                 })
-                .collect::<CliResult<_>>()?
+                .collect()
         }
         TargetSource::Verdicts(path) => {
             let verdicts = read_verdicts(path).map_err(CliError::failed)?;
-            reviewed_from_file(&model, &reviewer, &set.images, &verdicts, path)?
+            given_in_file(&model, &set.images, &verdicts, path)?
         }
     };
-    let (verdicts, transfer): (Vec<ImageVerdicts>, Vec<Sample>) =
-        reviewed.into_iter().map(|r| (r.verdicts, r.sample)).unzip();
-    let mut history = NamedHistory::default();
+    // Reviewed into samples, kept by file name as the page keeps its images.
+    let mut reviews = Reviews::default();
+    for (image, (verdicts, given_on, candidates)) in set.images.iter().zip(&given) {
+        if reviews.get(&image.file_name).is_some() {
+            return Err(CliError::in_file(
+                args.annotations,
+                format!(
+                    "two images are named '{}': verdicts and the history library name images by file, so give each its own",
+                    image.file_name
+                ),
+            ));
+        }
+        let place = match &args.targets {
+            TargetSource::Verdicts(path) => {
+                format!("{}, image '{}'", path.display(), image.file_name)
+            }
+            _ => image.file_name.clone(),
+        };
+        reviews
+            .review(
+                &reviewer,
+                image.file_name.clone(),
+                &image.image,
+                *given_on,
+                verdicts,
+                candidates,
+            )
+            .map_err(|e| CliError::invalid(place, e))?;
+    }
     let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
         let read = read_annotated_set(annotations, folder).map_err(CliError::failed)?;
@@ -193,8 +216,8 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         for image in &library.images {
             // Named as the page names its sample history, apart from the reviewed images.
             let sample = Sample::from_ground_truth(&image.image, &image.boxes, &spec);
-            history
-                .push(format!("history:{}", image.file_name), sample)
+            reviews
+                .push_history(format!("history:{}", image.file_name), sample)
                 .map_err(|e| CliError::in_file(annotations, e))?;
         }
     } else if args.config.rule.needs_history() {
@@ -207,7 +230,11 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         score_threshold: args.threshold,
         ..FidelityConfig::default()
     };
-    let reviewed = reviewed_images(&set, &verdicts);
+    let inputs = reviews.run_inputs();
+    let reviewed = inputs.reviewed();
+    // The reviewed images the library's update will offer (those not in it).
+    let newcomers = reviews.newcomers();
+    let mut history = reviews.take_history();
     let until_honored = args.until_honored.then_some(UntilHonored {
         reviewed: &reviewed,
         config: fidelity_config,
@@ -218,7 +245,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let outcome = pollster::block_on(training_run::run(
         model,
         args.config,
-        &transfer,
+        &inputs.transfer,
         history.library_mut(),
         until_honored,
         &mut reporter,
@@ -245,7 +272,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let fidelity = fidelity_report(
         &outcome.model,
         &set,
-        &verdicts,
+        &reviews,
         history_set.as_ref(),
         args.threshold,
     )?;
@@ -253,12 +280,6 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
     let history_update = if history_set.is_some() {
         // METHOD.md section 3, as the page does after a run: the reviewed
         // images compete with the members for a place, by gradient.
-        let newcomers = set
-            .images
-            .iter()
-            .map(|i| i.file_name.clone())
-            .zip(transfer)
-            .collect();
         let bar = progress(0, "updating the history library");
         let update = pollster::block_on(history.update(
             &outcome.model,
@@ -284,7 +305,7 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
         {
             let sources = LibrarySources {
                 history: (folder, library),
-                reviewed: (args.images, &set, &verdicts),
+                reviewed: (args.images, &set, &reviews),
             };
             write_history_library(dir, &update.members, &sources, &spec.class_names)?;
         }
@@ -398,7 +419,7 @@ impl FidelityReport {
 fn fidelity_report<M: Detector>(
     model: &M,
     set: &AnnotatedSet,
-    verdicts: &[ImageVerdicts],
+    reviews: &Reviews,
     history: Option<&AnnotatedSet>,
     threshold: f32,
 ) -> CliResult<FidelityReport> {
@@ -413,7 +434,7 @@ fn fidelity_report<M: Detector>(
             .map(|c| shown_detections(c, threshold, NMS_IOU))
             .collect())
     };
-    let reviewed = reviewed_images(set, verdicts);
+    let reviewed = reviewed_images(set, reviews);
     let checks = pollster::block_on(check_reviewed(model, &reviewed, &config, 8))
         .map_err(CliError::failed)?;
     let not_honored = set
@@ -463,7 +484,7 @@ fn fidelity_report<M: Detector>(
 /// with its folder).
 struct LibrarySources<'a> {
     history: (&'a Path, &'a AnnotatedSet),
-    reviewed: (&'a Path, &'a AnnotatedSet, &'a [ImageVerdicts]),
+    reviewed: (&'a Path, &'a AnnotatedSet, &'a Reviews),
 }
 
 /// Writes the history library's `members` (names as the library gives them:
@@ -480,7 +501,7 @@ fn write_history_library(
     class_names: &[String],
 ) -> CliResult {
     let (history_folder, history) = sources.history;
-    let (reviewed_folder, reviewed, verdicts) = sources.reviewed;
+    let (reviewed_folder, reviewed, reviews) = sources.reviewed;
     let mut by_name: BTreeMap<String, (PathBuf, &AnnotatedImage, Vec<LabeledBox>)> = history
         .images
         .iter()
@@ -490,11 +511,14 @@ fn write_history_library(
             (format!("history:{}", image.file_name), entry)
         })
         .collect();
-    for (image, verdicts) in reviewed.images.iter().zip(verdicts) {
+    for image in &reviewed.images {
+        let Some(verified) = reviews.get(&image.file_name) else {
+            continue;
+        };
         let source = reviewed_folder.join(&image.file_name);
         by_name.insert(
             image.file_name.clone(),
-            (source, image, verdicts.user_labels()),
+            (source, image, verified.verdicts.user_labels()),
         );
     }
     let history_files: Vec<&str> = members
@@ -549,15 +573,18 @@ fn write_history_library(
     Ok(())
 }
 
-/// The reviewed images of `set` with their verdicts, in the loaded images' pixels.
-fn reviewed_images<'a>(set: &'a AnnotatedSet, verdicts: &'a [ImageVerdicts]) -> Vec<Reviewed<'a>> {
+/// The images of `set` with the verdicts `reviews` keeps for them, in the
+/// loaded images' pixels and in the set's order.
+fn reviewed_images<'a>(set: &'a AnnotatedSet, reviews: &'a Reviews) -> Vec<Reviewed<'a>> {
     set.images
         .iter()
-        .zip(verdicts)
-        .map(|(image, verdicts)| Reviewed {
-            image: &image.image,
-            verdicts,
-            size: loaded_size(image),
+        .filter_map(|image| {
+            let verified = reviews.get(&image.file_name)?;
+            Some(Reviewed {
+                image: &image.image,
+                verdicts: &verified.verdicts,
+                size: loaded_size(image),
+            })
         })
         .collect()
 }
@@ -608,28 +635,30 @@ fn loaded_size(image: &AnnotatedImage) -> [usize; 2] {
     [image.image.width(), image.image.height()]
 }
 
-/// Each image reviewed from its verdicts in the file at `path` (given in
-/// the image file's pixels, which the loaded image may be downscaled from).
-fn reviewed_from_file<M: Detector>(
+/// What the user said of each image, from the verdicts file at `path`:
+/// the verdicts, on the image file's pixels (which the loaded image may be
+/// downscaled from), and the detector's candidates they judged.
+fn given_in_file<M: Detector>(
     model: &M,
-    reviewer: &Reviewer<'_>,
     images: &[AnnotatedImage],
     verdicts: &BTreeMap<String, ImageVerdicts>,
     path: &Path,
-) -> CliResult<Vec<Review>> {
+) -> CliResult<Vec<Given>> {
     let refs: Vec<&Image> = images.iter().map(|i| &i.image).collect();
     let all = all_candidates(model, &refs)?;
     images
         .iter()
-        .zip(&all)
+        .zip(all)
         .map(|(image, candidates)| {
             let verdict = verdicts.get(&image.file_name).ok_or_else(|| {
                 CliError::in_file(path, format!("no verdicts for '{}': review every image or remove it from the annotations", image.file_name))
             })?;
             let (width, height) = image.file_size;
-            reviewer
-                .review(&image.image, [width, height], verdict, candidates)
-                .map_err(|e| CliError::invalid(format_args!("{}, image '{}'", path.display(), image.file_name), e))
+            Ok((verdict.clone(), [width, height], candidates))
         })
         .collect()
 }
+
+/// An image's verdicts, the `[width, height]` of the picture they were
+/// given on, and the candidates they judged.
+type Given = (ImageVerdicts, [usize; 2], Vec<Detection>);
