@@ -457,6 +457,20 @@ impl From<ImageVerdictsJs> for ImageVerdicts {
     }
 }
 
+/// An image the page sends with the candidates shown on it and the verdicts
+/// given on them.
+fn judged_image(
+    rgba: &[u8],
+    width: usize,
+    height: usize,
+    candidates: JsValue,
+    verdicts: JsValue,
+) -> Result<(Image, Vec<Detection>, ImageVerdicts), JsError> {
+    let image = Image::from_rgba8(width, height, rgba).map_err(error)?;
+    let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
+    Ok((image, candidates, verdicts_from_js(verdicts)?))
+}
+
 /// The verdicts in a JavaScript value the page sent.
 fn verdicts_from_js(value: JsValue) -> Result<ImageVerdicts, JsError> {
     from_js::<ImageVerdictsJs>(value, "the verdicts").map(ImageVerdicts::from)
@@ -777,9 +791,8 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<JsValue, JsError> {
-        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
-        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts = verdicts_from_js(verdicts)?;
+        let (image, candidates, verdicts) =
+            judged_image(&rgba, width, height, candidates, verdicts)?;
         let model = self.current_model()?;
         let reviewer = Self::reviewer(model.spec(), threshold)?;
         let categories = self
@@ -836,9 +849,8 @@ impl Session {
         verdicts: JsValue,
         threshold: f32,
     ) -> Result<(), JsError> {
-        let image = Image::from_rgba8(width, height, &rgba).map_err(error)?;
-        let candidates: Vec<Detection> = from_js(candidates, "the candidate list")?;
-        let verdicts = verdicts_from_js(verdicts)?;
+        let (image, candidates, verdicts) =
+            judged_image(&rgba, width, height, candidates, verdicts)?;
         let model = self.current_model()?;
         let review = Self::reviewer(model.spec(), threshold)?
             .review(&image, [width, height], &verdicts, &candidates)
