@@ -192,12 +192,6 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 ),
             ));
         }
-        let place = match &args.targets {
-            TargetSource::Verdicts(path) => {
-                format!("{}, image '{}'", path.display(), image.file_name)
-            }
-            _ => image.file_name.clone(),
-        };
         reviews
             .review(
                 &reviewer,
@@ -207,7 +201,16 @@ fn finetune_with<M: StoredDetector>(model: M, args: FinetuneJob) -> CliResult {
                 verdicts,
                 candidates,
             )
-            .map_err(|e| CliError::invalid(place, e))?;
+            .map_err(|e| {
+                // Named as the user gave the verdicts: in a file, or on the image.
+                let place = match &args.targets {
+                    TargetSource::Verdicts(path) => {
+                        format!("{}, image '{}'", path.display(), image.file_name)
+                    }
+                    _ => image.file_name.clone(),
+                };
+                CliError::invalid(place, e)
+            })?;
     }
     let mut history_set = None;
     if let Some((folder, annotations)) = &args.history {
