@@ -26,7 +26,7 @@ class EngineWorker {
 
   receive(data) {
     if (data.panic !== undefined) return this.crash(data.panic);
-    if (data.deviceLost) return this.lostListeners.forEach((listener) => listener(data.deviceLost));
+    if (data.deviceLost) return [...this.lostListeners].forEach((listener) => listener(data.deviceLost));
     const call = this.pending.get(data.id);
     if (!call) return;
     if ('progress' in data) return call.onProgress && call.onProgress(...data.progress);
@@ -101,12 +101,18 @@ export class Engine {
   /** Whether this session's GPU device is lost, waiting up to `ms` for the worker to say so. */
   deviceLostWithin(ms) {
     if (this.lost) return Promise.resolve(true);
+    const listeners = this.worker.lostListeners;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(this.lost), ms);
-      this.worker.lostListeners.push(() => {
+      // Removed once answered, so waits after every run do not pile up.
+      const answer = (lost) => {
         clearTimeout(timer);
-        resolve(true);
-      });
+        const at = listeners.indexOf(onLost);
+        if (at >= 0) listeners.splice(at, 1);
+        resolve(lost);
+      };
+      const onLost = () => answer(true);
+      const timer = setTimeout(() => answer(this.lost), ms);
+      listeners.push(onLost);
     });
   }
 
